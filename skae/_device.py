@@ -1,0 +1,169 @@
+"""Device resolution, tensor conversion, seeding and thread control.
+
+Everything here is independent of scikit-learn estimators; the engine and the
+estimators call down into it.
+"""
+
+import contextlib
+import threading
+import warnings
+
+import numpy as np
+import torch
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into an available :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when available, else Apple MPS, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        If the string is not a device name torch understands, or names a
+        device this machine does not have.
+    """
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N', 'mps' or a torch.device."
+        ) from exc
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on "
+                "this machine; use device='cpu' or device='auto'."
+            )
+        index = resolved.index if resolved.index is not None else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are present; use an "
+                "index below that or device='auto'."
+            )
+        return resolved
+    if resolved.type == "mps":
+        if not _mps_available():
+            raise ValueError(
+                f"device={device!r} was requested but Apple MPS is not available "
+                "on this machine; use device='cpu' or device='auto'."
+            )
+        return resolved
+    raise ValueError(
+        f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda', "
+        "'cuda:N' or 'mps'."
+    )
+
+
+def _mps_available():
+    backend = getattr(torch.backends, "mps", None)
+    return backend is not None and backend.is_available()
+
+
+def device_is_available(device):
+    """Whether a previously resolved device exists on this machine."""
+    try:
+        resolve_device(device)
+    except ValueError:
+        return False
+    return True
+
+
+def to_tensor(X, device):
+    """Convert an array to a float32 tensor on ``device``, copying at most once.
+
+    A C-contiguous, writable float32 array on the CPU is shared, not copied.
+    """
+    array = np.asarray(X)
+    if array.dtype != np.float32 or not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array, dtype=np.float32)
+    elif not array.flags.writeable:
+        # torch refuses to wrap read-only memory (e.g. a joblib memmap) without
+        # a warning; a copy is the honest alternative.
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
+
+
+def to_numpy(tensor, dtype=np.float32):
+    """Move a tensor to the CPU and return it as a NumPy array of ``dtype``."""
+    array = tensor.detach().to("cpu").numpy()
+    return array.astype(dtype, copy=False)
+
+
+def seed_from_random_state(random_state):
+    """Draw a 63-bit integer seed from a ``random_state`` parameter.
+
+    ``None`` takes fresh entropy from the operating system instead of the
+    global NumPy generator, so fitting never moves the global random state.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    return int(random_state)
+
+
+def derive_seed(seed, *keys):
+    """A seed for one stream, derived from the estimator seed and stream keys."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def make_generator(seed, device):
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+_THREADS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Use ``n_threads`` intra-op threads for the duration of the block.
+
+    torch's thread count is process-wide; it is restored on exit. ``None``
+    leaves it untouched.
+    """
+    if n_threads is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        previous = torch.get_num_threads()
+        if previous != n_threads:
+            torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
+
+
+def state_dict_to_cpu(module):
+    """A detached copy of the module's state with every tensor on the CPU."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
+
+
+def map_location_for(device, owner):
+    """The device to load a pickled model onto, warning when it falls back."""
+    if device_is_available(device):
+        return torch.device(device)
+    warnings.warn(
+        f"{owner} was fitted on {device}, which is not available here; its "
+        "weights are loaded on the CPU.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return torch.device("cpu")

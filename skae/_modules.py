@@ -1,0 +1,105 @@
+"""The torch networks behind skae's estimators.
+
+Plain :class:`torch.nn.Module` classes with no scikit-learn imports. The
+estimators build them on the ``meta`` device and initialise them with
+:func:`initialize_parameters` from their own generator, so that building a
+network never consumes torch's global random state.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "identity": nn.Identity,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "logistic": nn.Sigmoid,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "selu": nn.SELU,
+    "softplus": nn.Softplus,
+}
+
+
+def mlp(sizes, activation, *, activate_last=False):
+    """A stack of dense layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    ``activation`` follows every layer but the last (and the last too when
+    ``activate_last``). Identity activations are left out of the graph.
+    """
+    layers = []
+    n_layers = len(sizes) - 1
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if (index < n_layers - 1 or activate_last) and activation != "identity":
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class MLPAutoencoder(nn.Module):
+    """A symmetric dense autoencoder.
+
+    The encoder maps ``n_features -> hidden_layer_sizes... -> n_components``
+    with a linear code layer; the decoder mirrors it back to ``n_features``
+    with a linear output layer.
+    """
+
+    def __init__(self, n_features, hidden_layer_sizes, n_components, activation):
+        super().__init__()
+        widths = [n_features, *hidden_layer_sizes, n_components]
+        self.encoder = mlp(widths, activation)
+        self.decoder = mlp(widths[::-1], activation)
+
+    def forward(self, X):
+        return self.decoder(self.encoder(X))
+
+
+def initialize_parameters(module, generator):
+    """Initialise every parameter of ``module`` from ``generator``.
+
+    Uses the same distributions as torch's defaults (Kaiming-uniform weights
+    and fan-in-scaled uniform biases for dense and convolutional layers; ones
+    and zeros for normalisation layers), but draws from the given generator
+    instead of the global one.
+    """
+    for submodule in module.modules():
+        if isinstance(submodule, (nn.Linear, nn.modules.conv._ConvNd)):
+            nn.init.kaiming_uniform_(submodule.weight, a=math.sqrt(5), generator=generator)
+            if submodule.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(submodule.weight)
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(submodule.bias, -bound, bound, generator=generator)
+        elif isinstance(submodule, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
+            if getattr(submodule, "weight", None) is not None:
+                nn.init.ones_(submodule.weight)
+            if getattr(submodule, "bias", None) is not None:
+                nn.init.zeros_(submodule.bias)
+            if hasattr(submodule, "reset_running_stats") and submodule.track_running_stats:
+                submodule.reset_running_stats()
+        else:
+            own = list(submodule.parameters(recurse=False))
+            if own:
+                raise TypeError(
+                    f"initialize_parameters does not know how to initialise "
+                    f"{type(submodule).__name__}; add a rule for it."
+                )
+    return module
+
+
+def materialize(factory, generator, device):
+    """Build ``factory()`` without touching global RNG state, then initialise.
+
+    The module is created on the ``meta`` device (no memory, no random draws),
+    materialised on the CPU, initialised from the CPU ``generator`` so that
+    the initial weights are the same on every device, and moved to ``device``.
+    """
+    with torch.device("meta"):
+        module = factory()
+    # Module.to_empty calls empty_like on meta tensors, whose Python reference
+    # implementation imports sympy (a third of a second in a fresh process).
+    module = module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
+    initialize_parameters(module, generator)
+    return module.to(device)
