@@ -1,0 +1,460 @@
+"""AutoencoderTransformer: the uses users come for, errors, guarantees."""
+
+import pickle
+import random
+import re
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.linalg import subspace_angles
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.manifold import TSNE
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+
+import skae._base
+from skae import AutoencoderTransformer
+
+FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+
+
+def fitted_params(estimator):
+    return {k: v.detach().clone() for k, v in estimator.module_.state_dict().items()}
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(autouse=True)
+def _no_convergence_noise():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+# --------------------------------------------------------------------------- #
+# The uses users come for.
+
+def test_fit_transform_shapes_and_attributes(blobs):
+    ae = AutoencoderTransformer(n_components=3, **FAST)
+    codes = ae.fit_transform(blobs)
+    assert codes.shape == (120, 3)
+    assert ae.inverse_transform(codes).shape == (120, 10)
+    assert ae.n_features_in_ == 10
+    assert ae.n_iter_ == 5 and len(ae.loss_curve_) == 5
+    assert ae.best_loss_ == min(ae.loss_curve_)
+    assert ae.validation_scores_ is None and ae.best_validation_score_ is None
+    assert ae.device_ == torch.device("cpu")
+    assert ae.batch_size_ == 120
+    assert isinstance(ae.encoder_, torch.nn.Module) and isinstance(ae.decoder_, torch.nn.Module)
+    assert_array_equal(ae.get_feature_names_out(),
+                       [f"autoencodertransformer{i}" for i in range(3)])
+
+
+def test_training_reduces_reconstruction_error(digits):
+    X, _ = digits
+    ae = AutoencoderTransformer(n_components=8, hidden_layer_sizes=(32,), max_iter=30,
+                                random_state=0).fit(X)
+    assert ae.loss_curve_[-1] < 0.5 * ae.loss_curve_[0]
+    # The reported score is minus the mean squared reconstruction error.
+    reconstruction = ae.inverse_transform(ae.transform(X))
+    assert_allclose(ae.score(X), -np.mean((reconstruction - X) ** 2), rtol=1e-5)
+    assert_allclose(ae.score_samples(X), -np.mean((reconstruction - X) ** 2, axis=1), rtol=1e-4)
+
+
+def test_pipeline_into_tsne(digits):
+    X, y = digits
+    pipe = Pipeline([
+        ("ae", AutoencoderTransformer(n_components=8, hidden_layer_sizes=(32,), max_iter=10,
+                                      random_state=0)),
+        ("tsne", TSNE(n_components=2, perplexity=10, max_iter=250, random_state=0)),
+    ])
+    embedding = pipe.fit_transform(X[:200])
+    assert embedding.shape == (200, 2)
+    assert np.isfinite(embedding).all()
+
+
+def test_grid_search_over_latent_size_with_default_scoring(blobs):
+    pipe = Pipeline([("ae", AutoencoderTransformer(hidden_layer_sizes=(), activation="identity",
+                                                   learning_rate_init=0.01, max_iter=200,
+                                                   random_state=0))])
+    search = GridSearchCV(pipe, {"ae__n_components": [1, 3]}, cv=3).fit(blobs)
+    # The data has three latent directions: three codes reconstruct better.
+    assert search.best_params_ == {"ae__n_components": 3}
+    assert search.cv_results_["mean_test_score"][1] > search.cv_results_["mean_test_score"][0]
+
+
+def test_pandas_in_and_out(blobs):
+    frame = pd.DataFrame(blobs, columns=[f"col{i}" for i in range(10)],
+                         index=np.arange(100, 220))
+    ae = AutoencoderTransformer(n_components=2, **FAST).set_output(transform="pandas")
+    codes = ae.fit_transform(frame)
+    assert isinstance(codes, pd.DataFrame)
+    assert list(codes.columns) == ["autoencodertransformer0", "autoencodertransformer1"]
+    assert_array_equal(codes.index, frame.index)
+    assert_array_equal(ae.feature_names_in_, frame.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        plain = ae.set_output(transform="default").transform(blobs)
+    assert_array_equal(codes.to_numpy(), plain)
+
+
+def test_output_dtype_follows_input(blobs):
+    ae = AutoencoderTransformer(**FAST).fit(blobs)
+    assert ae.transform(blobs).dtype == np.float64
+    assert ae.transform(blobs.astype(np.float32)).dtype == np.float32
+    assert_allclose(ae.transform(blobs.astype(np.float32)), ae.transform(blobs), rtol=1e-5,
+                    atol=1e-6)
+
+
+def test_score_samples_ranks_outliers_lowest(blobs):
+    ae = AutoencoderTransformer(n_components=3, hidden_layer_sizes=(), activation="identity",
+                                learning_rate_init=0.01, max_iter=200, random_state=0)
+    ae.fit(blobs)
+    outliers = np.random.RandomState(1).normal(scale=3.0, size=(5, 10))
+    scores = ae.score_samples(np.vstack([blobs, outliers]))
+    assert set(np.argsort(scores)[:5]) == set(range(120, 125))
+
+
+# --------------------------------------------------------------------------- #
+# Bad input and bad parameters: clear errors, raised before any training.
+
+@pytest.mark.parametrize("X, error, match", [
+    (np.array([[1.0, np.nan], [2.0, 3.0]]), ValueError, "NaN"),
+    (np.array([[1.0, np.inf], [2.0, 3.0]]), ValueError, "infinity"),
+    (np.arange(5.0), ValueError, "Expected 2D array, got 1D array"),
+    (np.empty((0, 3)), ValueError, "0 sample"),
+    (np.array([["a", "b"], ["c", "d"]]), ValueError, "could not convert|dtype"),
+    (sp.random(10, 4, density=0.5, format="csr", random_state=0), TypeError, "dense data"),
+])
+def test_bad_training_data(X, error, match):
+    with pytest.raises(error, match=match):
+        AutoencoderTransformer(**FAST).fit(X)
+
+
+def test_wrong_number_of_features(blobs):
+    ae = AutoencoderTransformer(**FAST).fit(blobs)
+    for method in (ae.transform, ae.score_samples, ae.score, ae.partial_fit):
+        with pytest.raises(ValueError, match="X has 4 features, but AutoencoderTransformer "
+                                             "is expecting 10 features"):
+            method(blobs[:, :4])
+    with pytest.raises(ValueError, match=re.escape("Z has 5 columns, but AutoencoderTransformer "
+                                                   "has n_components=2")):
+        ae.inverse_transform(np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("params, error, match", [
+    (dict(n_components=0), InvalidParameterError, "n_components"),
+    (dict(hidden_layer_sizes=(8, 0)), ValueError, "hidden_layer_sizes must be a sequence of "
+                                                  "positive integers"),
+    (dict(hidden_layer_sizes=(8, 2.5)), ValueError, "hidden_layer_sizes"),
+    (dict(activation="softmaxx"), InvalidParameterError, "activation"),
+    (dict(batch_size=0), InvalidParameterError, "batch_size"),
+    (dict(learning_rate_init=0.0), InvalidParameterError, "learning_rate_init"),
+    (dict(validation_fraction=1.0), InvalidParameterError, "validation_fraction"),
+    (dict(device="gpu"), ValueError, "device='gpu' is not a device name"),
+    (dict(device=3.5), InvalidParameterError, "device"),
+    (dict(n_threads=0), InvalidParameterError, "n_threads"),
+])
+def test_bad_parameters(blobs, params, error, match):
+    with pytest.raises(error, match=match):
+        AutoencoderTransformer(**{**FAST, **params}).fit(blobs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_is_a_clear_error(blobs):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        AutoencoderTransformer(device="cuda", **FAST).fit(blobs)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        AutoencoderTransformer(device=torch.device("cuda:1"), **FAST).fit(blobs)
+
+
+def test_early_stopping_needs_training_rows():
+    with pytest.raises(ValueError, match="leaving none to train on"):
+        AutoencoderTransformer(early_stopping=True, **FAST).fit(np.ones((1, 3)))
+
+
+def test_unfitted_methods_raise(blobs):
+    ae = AutoencoderTransformer()
+    for method in (ae.transform, ae.inverse_transform, ae.score_samples, ae.score):
+        with pytest.raises(NotFittedError):
+            method(blobs)
+
+
+def test_rejected_calls_leave_fitted_model_as_it_was(blobs):
+    ae = AutoencoderTransformer(**FAST).fit(pd.DataFrame(blobs).add_prefix("f"))
+    before = fitted_params(ae)
+    attributes = dict(vars(ae))
+    bad_frame = pd.DataFrame(blobs[:, :4]).add_prefix("g")
+    bad_frame.iloc[0, 0] = np.nan
+    for call in (lambda: ae.fit(bad_frame),
+                 lambda: ae.partial_fit(bad_frame),
+                 lambda: ae.set_params(hidden_layer_sizes=(0,)).fit(blobs),
+                 lambda: ae.set_params(hidden_layer_sizes=(16,), device="nope").fit(blobs)):
+        with pytest.raises(ValueError):
+            call()
+    ae.set_params(device="auto")
+    assert_same_params(before, fitted_params(ae))
+    assert vars(ae).keys() == attributes.keys()
+    assert_array_equal(ae.feature_names_in_, attributes["feature_names_in_"])
+    assert ae.n_features_in_ == 10
+
+
+def test_divergence_is_an_error_not_silent_nan(blobs):
+    ae = AutoencoderTransformer(warm_start=True, **FAST).fit(blobs)
+    before = fitted_params(ae)
+    n_iter = ae.n_iter_
+    huge = np.full_like(blobs, 1e30)
+    with pytest.raises(ValueError, match="not finite"):
+        ae.fit(huge)
+    # The failed call left the previous model in place.
+    assert_same_params(before, fitted_params(ae))
+    assert ae.n_iter_ == n_iter
+    assert np.isfinite(ae.transform(blobs)).all()
+    with pytest.raises(ValueError, match="not finite"):
+        AutoencoderTransformer(**FAST).fit(huge)
+
+
+def test_warm_start_refuses_a_changed_network(blobs):
+    ae = AutoencoderTransformer(warm_start=True, **FAST).fit(blobs)
+    with pytest.raises(ValueError, match="set warm_start=False"):
+        ae.set_params(n_components=4).fit(blobs)
+
+
+# --------------------------------------------------------------------------- #
+# Training behaviour.
+
+def test_convergence_warning_only_when_max_iter_is_reached(blobs):
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        AutoencoderTransformer(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(blobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ae = AutoencoderTransformer(hidden_layer_sizes=(16,), max_iter=500, tol=10.0,
+                                    n_iter_no_change=2, random_state=0).fit(blobs)
+    # tol=10 counts no epoch as progress: stop after n_iter_no_change + 2 epochs.
+    assert ae.n_iter_ == 4
+
+
+def test_early_stopping_keeps_best_weights(digits):
+    X, _ = digits
+    ae = AutoencoderTransformer(n_components=4, hidden_layer_sizes=(32,), max_iter=300,
+                                learning_rate_init=0.05, early_stopping=True,
+                                n_iter_no_change=3, random_state=0).fit(X[:400])
+    assert len(ae.validation_scores_) == ae.n_iter_ == len(ae.loss_curve_)
+    assert ae.best_validation_score_ == max(ae.validation_scores_)
+    assert ae.n_iter_ < 300
+    # The last epochs were worse than the best one, whose weights are kept:
+    # rescoring the full data with them is close to the best held-out score.
+    assert ae.validation_scores_[-1] < ae.best_validation_score_
+    assert abs(ae.score(X[:400]) - ae.best_validation_score_) < 0.5 * abs(ae.best_validation_score_)
+
+
+def test_warm_start_continues_training(blobs):
+    ae = AutoencoderTransformer(warm_start=True, **FAST).fit(blobs)
+    first_curve = list(ae.loss_curve_)
+    ae.fit(blobs)
+    assert ae.n_iter_ == 10
+    assert ae.loss_curve_[:5] == first_curve
+    assert ae.loss_curve_[5] < first_curve[0]
+
+
+def test_partial_fit_keeps_optimizer_state(blobs):
+    """Two partial_fit calls are exactly two epochs of fit, Adam moments included."""
+    params = dict(hidden_layer_sizes=(16,), shuffle=False, random_state=0, batch_size=32)
+    by_fit = AutoencoderTransformer(max_iter=2, **params).fit(blobs)
+    streamed = AutoencoderTransformer(**params)
+    streamed.partial_fit(blobs)
+    streamed = pickle.loads(pickle.dumps(streamed))  # state survives pickling too
+    streamed.partial_fit(blobs)
+    assert streamed.n_iter_ == 2
+    assert streamed.loss_curve_ == by_fit.loss_curve_
+    assert_same_params(fitted_params(by_fit), fitted_params(streamed))
+
+
+def test_partial_fit_over_blocks_learns(digits):
+    X, _ = digits
+    ae = AutoencoderTransformer(n_components=8, hidden_layer_sizes=(32,), random_state=0)
+    for _epoch in range(5):
+        for block in np.array_split(X, 6):
+            ae.partial_fit(block)
+    assert ae.n_iter_ == 30
+    # Five passes over six blocks train at least as well as five epochs of fit.
+    by_fit = AutoencoderTransformer(n_components=8, hidden_layer_sizes=(32,), max_iter=5,
+                                    random_state=0).fit(X)
+    assert ae.score(X) > 1.1 * by_fit.score(X)
+
+
+def test_verbose_prints_one_line_per_epoch(blobs, capsys):
+    AutoencoderTransformer(verbose=True, early_stopping=True, **FAST).fit(blobs)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5
+    assert re.match(r"Epoch 1, loss = [\d.e+-]+, validation score = -[\d.e+-]+, [\d.]+ s", lines[0])
+
+
+# --------------------------------------------------------------------------- #
+# Reproducibility and determinism.
+
+def test_same_random_state_gives_identical_codes(blobs):
+    a = AutoencoderTransformer(**FAST).fit_transform(blobs)
+    b = AutoencoderTransformer(**FAST).fit_transform(blobs)
+    c = AutoencoderTransformer(**{**FAST, "random_state": 1}).fit_transform(blobs)
+    assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_leaves_global_random_state_untouched(blobs):
+    np.random.seed(7)  # noqa: NPY002 - the legacy global state is what is checked
+    torch.manual_seed(7)
+    random.seed(7)
+    states = (np.random.get_state()[1].copy(),  # noqa: NPY002
+              torch.get_rng_state().clone(), random.getstate())
+    for random_state in (None, 0, np.random.RandomState(3)):
+        ae = AutoencoderTransformer(early_stopping=True, hidden_layer_sizes=(8,), max_iter=3,
+                                    random_state=random_state)
+        ae.fit(blobs).transform(blobs)
+        ae.partial_fit(blobs)
+    assert_array_equal(np.random.get_state()[1], states[0])  # noqa: NPY002
+    assert torch.equal(torch.get_rng_state(), states[1])
+    assert random.getstate() == states[2]
+
+
+def test_fits_in_threads_side_by_side_are_reproducible(blobs):
+    reference = AutoencoderTransformer(**FAST).fit_transform(blobs)
+    with joblib.parallel_backend("threading", n_jobs=4):
+        results = joblib.Parallel()(
+            joblib.delayed(lambda: AutoencoderTransformer(**FAST).fit_transform(blobs))()
+            for _ in range(8)
+        )
+    for codes in results:
+        assert_array_equal(codes, reference)
+
+
+def test_thread_count_is_restored(blobs):
+    before = torch.get_num_threads()
+    seen = []
+    ae = AutoencoderTransformer(n_threads=1, **FAST)
+    ae._training_loss = lambda *args, _f=ae._training_loss: (
+        seen.append(torch.get_num_threads()) or _f(*args))
+    ae.fit(blobs)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
+def test_transform_does_not_depend_on_chunk_size(blobs, monkeypatch):
+    ae = AutoencoderTransformer(**FAST).fit(blobs)
+    reference = ae.transform(blobs), ae.score_samples(blobs)
+    monkeypatch.setattr(skae._base, "_CHUNK_FLOATS", 7 * 16)  # 7 rows -> 8-row chunks
+    assert ae._chunk_size() == 7
+    assert_array_equal(ae.transform(blobs), reference[0])
+    assert_array_equal(ae.score_samples(blobs), reference[1])
+    for row in range(0, 120, 17):
+        assert_array_equal(ae.transform(blobs[row:row + 1]), reference[0][row:row + 1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_rows=st.integers(1, 40), n_features=st.integers(1, 6), n_components=st.integers(1, 4))
+def test_shapes_and_determinism_property(n_rows, n_features, n_components):
+    X = np.random.RandomState(n_rows).normal(size=(n_rows, n_features))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae = AutoencoderTransformer(n_components, hidden_layer_sizes=(4,), max_iter=2,
+                                    random_state=0).fit(X)
+    codes = ae.transform(X)
+    assert codes.shape == (n_rows, n_components)
+    assert ae.inverse_transform(codes).shape == (n_rows, n_features)
+    assert ae.score_samples(X).shape == (n_rows,)
+    assert_array_equal(codes, ae.transform(X))
+    assert np.isfinite(codes).all()
+
+
+# --------------------------------------------------------------------------- #
+# A linear autoencoder finds the PCA subspace.
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n_features=st.integers(3, 10), n_components=st.integers(1, 3))
+def test_linear_autoencoder_recovers_pca_subspace(seed, n_features, n_components):
+    rng = np.random.RandomState(seed)
+    n_components = min(n_components, n_features - 1)
+    rotation, _ = np.linalg.qr(rng.normal(size=(n_features, n_features)))
+    # A clear eigengap: leading spreads 3-5, trailing ones 0.5-1 (variance ratio >= 9).
+    spreads = np.r_[rng.uniform(3, 5, n_components),
+                    rng.uniform(0.5, 1.0, n_features - n_components)]
+    X = (rng.normal(size=(400, n_features)) * spreads) @ rotation.T + rng.normal(size=n_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae = AutoencoderTransformer(n_components, hidden_layer_sizes=(), activation="identity",
+                                    alpha=0.0, learning_rate_init=0.01, batch_size=64,
+                                    max_iter=600, tol=1e-7, n_iter_no_change=20,
+                                    random_state=0).fit(X)
+    pca = PCA(n_components).fit(X)
+    decoder_columns = ae.decoder_[0].weight.detach().numpy()
+    largest_angle = np.degrees(subspace_angles(decoder_columns, pca.components_.T)).max()
+    assert largest_angle < 3.0
+    pca_error = np.mean((pca.inverse_transform(pca.transform(X)) - X) ** 2)
+    assert -ae.score(X) <= 1.01 * pca_error
+
+
+# --------------------------------------------------------------------------- #
+# Persistence and devices.
+
+def test_pickle_and_joblib_round_trip(blobs, tmp_path):
+    ae = AutoencoderTransformer(**FAST).fit(blobs)
+    codes = ae.transform(blobs)
+    restored = pickle.loads(pickle.dumps(ae))
+    assert_array_equal(restored.transform(blobs), codes)
+    joblib.dump(ae, tmp_path / "ae.joblib")
+    assert_array_equal(joblib.load(tmp_path / "ae.joblib").transform(blobs), codes)
+    # The pickle holds state dicts of CPU tensors, not live modules.
+    state = ae.__getstate__()
+    assert isinstance(state["module_"], dict)
+    assert all(t.device.type == "cpu" for t in state["module_"].values())
+    assert ae.module_ is not state["module_"]  # the live estimator is untouched
+    # A clone is unfitted and a refit gives the same model.
+    assert_array_equal(clone(ae).fit(blobs).transform(blobs), codes)
+
+
+def test_model_from_a_missing_device_loads_on_cpu_with_warning(blobs, monkeypatch):
+    ae = AutoencoderTransformer(**FAST).fit(blobs)
+    codes = ae.transform(blobs)
+    real_getstate = AutoencoderTransformer.__getstate__
+
+    def getstate_as_if_on_gpu(self):
+        return {**real_getstate(self), "device_": "cuda:3"}
+
+    monkeypatch.setattr(AutoencoderTransformer, "__getstate__", getstate_as_if_on_gpu)
+    payload = pickle.dumps(ae)
+    with pytest.warns(UserWarning, match="fitted on cuda:3, which is not available"):
+        restored = pickle.loads(payload)
+    assert restored.device_ == torch.device("cpu")
+    assert_array_equal(restored.transform(blobs), codes)
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "auto"])
+def test_device_forms(blobs, device):
+    ae = AutoencoderTransformer(device=device, **FAST).fit(blobs)
+    assert ae.device == device  # stored untouched
+    assert isinstance(ae.device_, torch.device)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_matches_cpu_and_unpickles(blobs):
+    cpu = AutoencoderTransformer(device="cpu", **FAST).fit(blobs)
+    gpu = AutoencoderTransformer(device="cuda", **FAST).fit(blobs)
+    assert gpu.device_.type == "cuda"
+    assert_allclose(gpu.transform(blobs), cpu.transform(blobs), rtol=1e-3, atol=1e-4)
+    restored = pickle.loads(pickle.dumps(gpu))
+    assert_allclose(restored.transform(blobs), gpu.transform(blobs), rtol=1e-6)
