@@ -336,8 +336,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             previous = getattr(self, attribute, []) if continuing else []
             setattr(self, attribute, [*previous, *curve])
         if validation is not None:
-            self.validation_scores_ = [*getattr(self, "validation_scores_", []),
-                                       *history.validation_scores]
+            previous = (getattr(self, "validation_scores_", None) or []) if continuing else []
+            self.validation_scores_ = [*previous, *history.validation_scores]
             self.best_validation_score_ = history.best_validation_score
         elif not incremental:
             self.validation_scores_ = None

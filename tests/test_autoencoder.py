@@ -228,6 +228,14 @@ def test_divergence_is_an_error_not_silent_nan(blobs):
         AutoencoderTransformer(**FAST).fit(huge)
 
 
+def test_warm_start_can_switch_on_early_stopping(blobs):
+    ae = AutoencoderTransformer(warm_start=True, **FAST).fit(blobs)
+    assert ae.validation_scores_ is None
+    ae.set_params(early_stopping=True, max_iter=3).fit(blobs)
+    assert len(ae.validation_scores_) == 3
+    assert ae.best_validation_score_ == max(ae.validation_scores_)
+
+
 def test_warm_start_refuses_a_changed_network(blobs):
     ae = AutoencoderTransformer(warm_start=True, **FAST).fit(blobs)
     with pytest.raises(ValueError, match="set warm_start=False"):
