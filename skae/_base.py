@@ -367,11 +367,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _apply(self, function, X):
         """Run ``function(module, chunk)`` over row chunks of a validated array."""
         module = self.module_
-        module.eval()
         with torch_threads(self.n_threads):
             return predict_in_chunks(
                 lambda chunk: function(module, chunk), X, self.device_,
-                self._chunk_size(), X.dtype,
+                self._chunk_size(), X.dtype, module=module,
             )
 
     def transform(self, X):
