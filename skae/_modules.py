@@ -103,3 +103,46 @@ def materialize(factory, generator, device):
     module = module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
     initialize_parameters(module, generator)
     return module.to(device)
+
+
+class GaussianEncoder(nn.Module):
+    """An encoder to a diagonal Gaussian: returns ``(mean, log_variance)``.
+
+    A dense body ``n_features -> hidden_layer_sizes...`` (activated after
+    every layer) feeds two linear heads of ``n_components`` each.
+    """
+
+    def __init__(self, n_features, hidden_layer_sizes, n_components, activation):
+        super().__init__()
+        widths = [n_features, *hidden_layer_sizes]
+        self.body = mlp(widths, activation, activate_last=True)
+        self.mean = nn.Linear(widths[-1], n_components)
+        self.log_variance = nn.Linear(widths[-1], n_components)
+
+    def forward(self, X):
+        hidden = self.body(X)
+        return self.mean(hidden), self.log_variance(hidden)
+
+
+class MLPVariationalAutoencoder(nn.Module):
+    """A dense variational autoencoder [1]_.
+
+    ``encoder`` is a :class:`GaussianEncoder`; ``decoder`` mirrors its widths
+    back to ``n_features`` with a linear output layer. ``forward`` returns
+    the posterior parameters only: sampling codes needs a generator, which
+    the caller owns.
+
+    References
+    ----------
+    .. [1] D. P. Kingma and M. Welling, "Auto-encoding variational Bayes",
+       ICLR 2014.
+    """
+
+    def __init__(self, n_features, hidden_layer_sizes, n_components, activation):
+        super().__init__()
+        self.encoder = GaussianEncoder(n_features, hidden_layer_sizes, n_components, activation)
+        self.decoder = mlp([n_components, *hidden_layer_sizes[::-1], n_features], activation)
+
+    def forward(self, X):
+        return self.encoder(X)
+

@@ -1,0 +1,223 @@
+"""DenoisingAutoencoder: a dense autoencoder trained to undo input noise."""
+
+from numbers import Real
+
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._autoencoder import AutoencoderTransformer
+from ._base import BaseAutoencoder, _per_row_squared_error
+
+
+def corrupt(X, noise, noise_level, generator):
+    """``X`` with ``noise`` of strength ``noise_level`` drawn from ``generator``.
+
+    ``"gaussian"`` adds zero-mean noise of standard deviation ``noise_level``;
+    ``"dropout"`` zeroes each entry with probability ``noise_level`` and
+    scales the kept ones by ``1 / (1 - noise_level)``, as
+    :class:`torch.nn.Dropout` does, so the expected input is unchanged.
+    """
+    if noise_level == 0:
+        return X
+    if noise == "gaussian":
+        return X + noise_level * torch.randn(
+            X.shape, generator=generator, device=X.device, dtype=X.dtype)
+    # torch.nn.functional.dropout takes no generator, so the mask is drawn here.
+    keep = torch.rand(X.shape, generator=generator, device=X.device) >= noise_level
+    return X * keep / (1.0 - noise_level)
+
+
+class DenoisingAutoencoder(AutoencoderTransformer):
+    """Denoising (symmetric, dense) autoencoder as a scikit-learn transformer.
+
+    The network of :class:`AutoencoderTransformer`, trained to reconstruct
+    each clean row from a corrupted copy of it [1]_: during training only,
+    ``noise`` is applied to the inputs while the loss (the mean squared
+    error over features) compares the output with the clean rows. This
+    makes the code robust to small perturbations of the input, and the
+    reconstruction ``inverse_transform(transform(X))`` a denoiser.
+    ``transform``, ``inverse_transform``, ``score`` and ``score_samples``
+    see no noise and are deterministic.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Size of the latent code.
+    noise : {"gaussian", "dropout"}, default="gaussian"
+        The corruption applied to training inputs: ``"gaussian"`` adds
+        independent zero-mean Gaussian noise to every entry; ``"dropout"``
+        sets every entry to zero with probability ``noise_level`` and scales
+        the kept entries by ``1 / (1 - noise_level)`` (as
+        :class:`torch.nn.Dropout`), so that clean inputs at inference match
+        the corrupted ones in expectation.
+    noise_level : float, default=0.1
+        The standard deviation of the Gaussian noise (in the units of ``X``;
+        0.1 is a tenth of a standard deviation on standardised data, or of
+        the range of data scaled to [0, 1]), or the dropout rate, in
+        ``[0, 1)``. ``0`` trains a plain autoencoder.
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+        Widths of the encoder's hidden layers, from the input inwards; the
+        decoder uses them in reverse. ``()`` means no hidden layer.
+    activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
+"leaky_relu", "selu", "softplus"}, default="relu"
+        Activation after every hidden layer. The code and output layers are
+        linear.
+    alpha : float, default=0.0001
+        L2 penalty on the weights (Adam's coupled weight decay; biases are
+        not penalised).
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
+        the number of training rows.
+    learning_rate_init : float, default=0.001
+        Adam's learning rate.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    tol : float, default=1e-4
+        Improvement of the loss (or validation score) that counts as progress.
+    n_iter_no_change : int, default=10
+        Training stops after this many consecutive epochs without progress.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop on their clean
+        reconstruction score (:meth:`score`) and restore the weights of the
+        best epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out when ``early_stopping`` is True.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, shuffling, validation split and the
+        training noise. An int gives bit-identical results on the same
+        device. Neither fitting nor inference touches the global NumPy,
+        torch or ``random`` state.
+    warm_start : bool, default=False
+        Continue training the previous network on the next ``fit``.
+    verbose : bool or int, default=False
+        Print the loss (and validation score) after every epoch.
+    device : str or torch.device, default="auto"
+        Where to train and infer: ``"auto"`` (CUDA if available, else Apple
+        MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    n_threads : int or None, default=1
+        torch intra-op CPU threads used during each call, restored after it.
+        ``None`` keeps torch's own setting.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network, with ``encoder`` and ``decoder`` submodules.
+    encoder_ : torch.nn.Module
+        The encoder (``module_.encoder``).
+    decoder_ : torch.nn.Module
+        The decoder (``module_.decoder``).
+    device_ : torch.device
+        The device the network lives on.
+    batch_size_ : int
+        The minibatch size used.
+    n_iter_ : int
+        Number of epochs run, over all calls of ``fit`` with ``warm_start``
+        and of ``partial_fit``.
+    loss_curve_ : list of float
+        Mean training loss (noisy input against clean target) of every epoch.
+    best_loss_ : float
+        Lowest value in ``loss_curve_``.
+    validation_scores_ : list of float or None
+        Validation score (:meth:`score` on the clean held-out rows) of every
+        epoch when ``early_stopping`` is True, else None.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``; its weights are the ones kept.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    AutoencoderTransformer : The same network trained on clean inputs.
+    VariationalAutoencoder : An autoencoder with a probabilistic code.
+
+    References
+    ----------
+    .. [1] P. Vincent, H. Larochelle, Y. Bengio and P.-A. Manzagol,
+       "Extracting and composing robust features with denoising
+       autoencoders", ICML 2008.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from skae import DenoisingAutoencoder
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> dae = DenoisingAutoencoder(n_components=16, noise_level=0.2,
+    ...                            hidden_layer_sizes=(64,), max_iter=50,
+    ...                            tol=1e-3, random_state=0)
+    >>> dae.fit(X)
+    DenoisingAutoencoder(hidden_layer_sizes=(64,), max_iter=50, n_components=16,
+                         noise_level=0.2, random_state=0, tol=0.001)
+    >>> noisy = X + np.random.RandomState(0).normal(scale=0.2, size=X.shape)
+    >>> denoised = dae.inverse_transform(dae.transform(noisy))
+    >>> bool(((denoised - X) ** 2).mean() < ((noisy - X) ** 2).mean())
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseAutoencoder._parameter_constraints,
+        "noise": [StrOptions({"gaussian", "dropout"})],
+        "noise_level": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        noise="gaussian",
+        noise_level=0.1,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate_init=0.001,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        random_state=None,
+        warm_start=False,
+        verbose=False,
+        device="auto",
+        n_threads=1,
+    ):
+        super().__init__(
+            n_components,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate_init=learning_rate_init,
+            max_iter=max_iter,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            shuffle=shuffle,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            device=device,
+            n_threads=n_threads,
+        )
+        self.noise = noise
+        self.noise_level = noise_level
+
+    def _check_params(self):
+        super()._check_params()
+        if self.noise == "dropout" and not self.noise_level < 1:
+            raise ValueError(
+                "noise_level is the dropout rate when noise='dropout' and must be "
+                f"in [0, 1), got {self.noise_level!r}."
+            )
+
+    def _training_loss(self, module, X, y, generator):
+        noisy = corrupt(X, self.noise, self.noise_level, generator)
+        return _per_row_squared_error(module(noisy), X).mean(), {}

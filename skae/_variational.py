@@ -1,0 +1,330 @@
+"""VariationalAutoencoder: a dense VAE with a Gaussian code and likelihood."""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseAutoencoder
+from ._device import make_generator, seed_from_random_state
+from ._modules import MLPVariationalAutoencoder
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(mean, log_variance):
+    """Per-row KL divergence of ``N(mean, diag(exp(log_variance)))`` from ``N(0, I)``."""
+    return 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(dim=1)
+
+
+def gaussian_negative_log_likelihood(reconstruction, X):
+    """Per-row ``-log N(X | reconstruction, I)``: half the squared error plus a constant."""
+    squared_error = (reconstruction - X).square().flatten(1).sum(dim=1)
+    return 0.5 * (squared_error + X[0].numel() * _LOG_2PI)
+
+
+class VariationalAutoencoder(BaseAutoencoder):
+    """Variational autoencoder (dense) as a scikit-learn transformer.
+
+    The encoder maps each row to the mean and log-variance of a diagonal
+    Gaussian posterior over ``n_components`` latent variables; the decoder
+    maps a code back to the mean of a Gaussian over the features [1]_.
+    Training draws one code per row from the posterior with the
+    reparameterisation trick and minimises, per sample,
+
+    ``reconstruction + beta * kl``
+
+    where ``reconstruction = 0.5 * ||x - decoder(z)||**2 + 0.5 * n_features *
+    log(2 * pi)`` is the negative log-likelihood of ``x`` under a Gaussian
+    of unit variance around the decoded mean (half the sum, not the mean,
+    of the squared errors over features), and ``kl`` is the KL divergence
+    of the posterior from the standard normal prior, summed over latent
+    dimensions. With ``beta=1`` the loss is the negative evidence lower
+    bound (ELBO). Both terms are sums over features or latent dimensions
+    and are averaged over the rows of a batch. Because the likelihood's
+    variance is fixed at 1, ``beta`` acts as that variance: minimising the
+    loss is the same as fitting a unit-``beta`` VAE whose Gaussian
+    likelihood has variance ``beta``. Scale the data so that the noise one
+    is willing to ignore has variance about ``beta``: for standardised
+    data the default suits; for pixels in [0, 1] a ``beta`` around 0.01 to
+    0.1 keeps more than the broadest strokes (larger values leave more
+    latent dimensions unused, with posteriors equal to the prior).
+
+    ``transform`` returns the posterior means and :meth:`sample` draws
+    codes from the prior and decodes them; both are deterministic for a
+    fixed seed.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of latent dimensions.
+    beta : float, default=1.0
+        Weight of the KL term in the loss [2]_; see above for its meaning as
+        the likelihood's variance. ``0`` trains a (noisy-code) autoencoder.
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+        Widths of the encoder's hidden layers, from the input inwards; the
+        decoder uses them in reverse. ``()`` means no hidden layer (a linear
+        VAE, whose decoder spans the principal subspace).
+    activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
+"leaky_relu", "selu", "softplus"}, default="relu"
+        Activation after every hidden layer. The posterior heads and the
+        output layer are linear.
+    alpha : float, default=0.0001
+        L2 penalty on the weights (Adam's coupled weight decay; biases are
+        not penalised).
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
+        the number of training rows.
+    learning_rate_init : float, default=0.001
+        Adam's learning rate.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    tol : float, default=1e-4
+        Improvement of the loss (or validation score) that counts as progress.
+    n_iter_no_change : int, default=10
+        Training stops after this many consecutive epochs without progress.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop on their
+        :meth:`score` and restore the weights of the best epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out when ``early_stopping`` is True.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, shuffling, validation split and the
+        codes sampled in training. An int gives bit-identical results on the
+        same device. Neither fitting nor inference touches the global NumPy,
+        torch or ``random`` state.
+    warm_start : bool, default=False
+        Continue training the previous network on the next ``fit``.
+    verbose : bool or int, default=False
+        Print the loss, its parts (and validation score) after every epoch.
+    device : str or torch.device, default="auto"
+        Where to train and infer: ``"auto"`` (CUDA if available, else Apple
+        MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    n_threads : int or None, default=1
+        torch intra-op CPU threads used during each call, restored after it.
+        ``None`` keeps torch's own setting.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network: ``encoder`` returns ``(mean, log_variance)``,
+        ``decoder`` maps codes to reconstructions.
+    encoder_ : torch.nn.Module
+        The encoder (``module_.encoder``).
+    decoder_ : torch.nn.Module
+        The decoder (``module_.decoder``).
+    device_ : torch.device
+        The device the network lives on.
+    batch_size_ : int
+        The minibatch size used.
+    n_iter_ : int
+        Number of epochs run, over all calls of ``fit`` with ``warm_start``
+        and of ``partial_fit``.
+    loss_curve_ : list of float
+        Mean training loss of every epoch:
+        ``reconstruction_curve_[i] + beta * kl_curve_[i]``, the negative
+        ELBO per sample when ``beta=1``.
+    reconstruction_curve_ : list of float
+        Mean reconstruction term (Gaussian negative log-likelihood at the
+        sampled codes, in nats per sample) of every epoch.
+    kl_curve_ : list of float
+        Mean KL term (nats per sample) of every epoch.
+    best_loss_ : float
+        Lowest value in ``loss_curve_``.
+    validation_scores_ : list of float or None
+        Validation score (:meth:`score` on the held-out rows) of every epoch
+        when ``early_stopping`` is True, else None.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``; its weights are the ones kept.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    AutoencoderTransformer : A deterministic autoencoder.
+    sklearn.decomposition.FactorAnalysis : The linear Gaussian latent model.
+    sklearn.neighbors.KernelDensity : Another density model with ``sample``.
+
+    References
+    ----------
+    .. [1] D. P. Kingma and M. Welling, "Auto-encoding variational Bayes",
+       ICLR 2014.
+    .. [2] I. Higgins et al., "beta-VAE: Learning basic visual concepts with
+       a constrained variational framework", ICLR 2017.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skae import VariationalAutoencoder
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> vae = VariationalAutoencoder(n_components=4, beta=0.05,
+    ...                              hidden_layer_sizes=(64,), max_iter=50,
+    ...                              tol=0.1, random_state=0)
+    >>> vae.fit(X)
+    VariationalAutoencoder(beta=0.05, hidden_layer_sizes=(64,), max_iter=50,
+                           n_components=4, random_state=0, tol=0.1)
+    >>> vae.transform(X[:3]).shape
+    (3, 4)
+    >>> vae.sample(5, random_state=0).shape
+    (5, 64)
+    >>> vae.score_samples(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseAutoencoder._parameter_constraints,
+        "beta": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        beta=1.0,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate_init=0.001,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        random_state=None,
+        warm_start=False,
+        verbose=False,
+        device="auto",
+        n_threads=1,
+    ):
+        self.n_components = n_components
+        self.beta = beta
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
+
+    def _module_factory(self, n_features):
+        sizes, n_components, activation = (
+            self._hidden_layer_sizes(), self.n_components, self.activation)
+        return lambda: MLPVariationalAutoencoder(n_features, sizes, n_components, activation)
+
+    def _input_widths(self):
+        return [self.n_features_in_, 2 * self.n_components, *self._hidden_layer_sizes()]
+
+    def _training_loss(self, module, X, y, generator):
+        mean, log_variance = module.encoder(X)
+        # Reparameterisation: z = mean + std * eps keeps the draw differentiable.
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        codes = mean + torch.exp(0.5 * log_variance) * eps
+        reconstruction = gaussian_negative_log_likelihood(module.decoder(codes), X).mean()
+        kl = gaussian_kl(mean, log_variance).mean()
+        return reconstruction + self.beta * kl, {"reconstruction": reconstruction, "kl": kl}
+
+    def _encode(self, module, X):
+        return module.encoder(X)[0]
+
+    def _score_samples_tensor(self, module, X):
+        # The likelihood is taken at the posterior mean instead of averaged
+        # over the posterior: deterministic and row by row, at the price of
+        # omitting the (non-positive, for a locally linear decoder) term
+        # -0.5 * trace(J Sigma J^T) of the exact ELBO.
+        mean, log_variance = module.encoder(X)
+        reconstruction = gaussian_negative_log_likelihood(module.decoder(mean), X)
+        return -(reconstruction + gaussian_kl(mean, log_variance))
+
+    def score_samples(self, X):
+        """Per-row evidence lower bound (ELBO), in nats.
+
+        ``log N(x | decoder(mean), I) - KL(q(z | x) || N(0, I))``, with the
+        likelihood taken at the posterior mean, so the value is
+        deterministic and does not depend on the other rows. It includes the
+        Gaussian's normalising constant, so it estimates (a lower bound
+        on) ``log p(x)`` up to the curvature of the decoder over the
+        posterior, and compares with the log-densities of other models such
+        as :class:`~sklearn.mixture.GaussianMixture`. ``beta`` does not
+        enter it. Greater is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            The ELBO of each row.
+        """
+        return super().score_samples(X)
+
+    def score(self, X, y=None):
+        """Mean ELBO per sample (:meth:`score_samples`); greater is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            The mean evidence lower bound, in nats per sample.
+        """
+        return super().score(X, y)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw codes from the prior ``N(0, I)`` and decode them.
+
+        The decoded means are returned, without the likelihood's noise.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the codes; an int gives the same samples on every call.
+            The global random state is not used.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            The generated rows, float64.
+        """
+        check_is_fitted(self)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        generator = make_generator(seed_from_random_state(random_state), "cpu")
+        # Codes are drawn on the CPU so that a seed gives the same codes on every device.
+        codes = torch.randn((int(n_samples), self._n_features_out), generator=generator)
+        return self._apply(self._decode, codes.numpy().astype(np.float64))
+
+    @property
+    def encoder_(self):
+        return self.module_.encoder
+
+    @property
+    def decoder_(self):
+        return self.module_.decoder
