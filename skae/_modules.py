@@ -146,3 +146,142 @@ class MLPVariationalAutoencoder(nn.Module):
     def forward(self, X):
         return self.encoder(X)
 
+
+def conv_output_size(size, kernel_size):
+    """Length of one spatial axis after a stride-2 convolution padded by ``kernel_size // 2``."""
+    return (size + 2 * (kernel_size // 2) - kernel_size) // 2 + 1
+
+
+class ConvAutoencoder(nn.Module):
+    """A convolutional autoencoder on flattened images (or 1-D signals).
+
+    Both halves take and return rows of ``prod(input_shape)`` features: the
+    encoder reads a row as an image of ``input_shape`` = ``(channels, height,
+    width)`` (2-D convolutions) or ``(channels, length)`` (1-D convolutions),
+    halves its spatial size (rounding up) with one stride-2 convolution per
+    entry of ``channels``, then maps the flattened feature map through the
+    dense ``hidden_layer_sizes`` to a linear code of ``n_components``. The
+    decoder mirrors it, with transposed convolutions whose output padding
+    restores every size exactly, odd ones included, and a linear output.
+    """
+
+    def __init__(self, input_shape, channels, kernel_size, hidden_layer_sizes, n_components,
+                 activation):
+        super().__init__()
+        n_axes = len(input_shape) - 1
+        conv, conv_transpose = {1: (nn.Conv1d, nn.ConvTranspose1d),
+                                2: (nn.Conv2d, nn.ConvTranspose2d)}[n_axes]
+        padding = kernel_size // 2
+        spatial = [tuple(input_shape[1:])]
+        for _ in channels:
+            spatial.append(tuple(conv_output_size(size, kernel_size) for size in spatial[-1]))
+        widths = [input_shape[0], *channels]
+        map_shape = (widths[-1], *spatial[-1])
+        n_flat = math.prod(map_shape)
+
+        def activate(layers):
+            if activation != "identity":
+                layers.append(ACTIVATIONS[activation]())
+
+        encoder = [nn.Unflatten(1, tuple(input_shape))]
+        for n_in, n_out in zip(widths[:-1], widths[1:]):
+            encoder.append(conv(n_in, n_out, kernel_size, stride=2, padding=padding))
+            activate(encoder)
+        encoder += [nn.Flatten(), *mlp([n_flat, *hidden_layer_sizes, n_components], activation)]
+        self.encoder = nn.Sequential(*encoder)
+
+        decoder = [*mlp([n_components, *hidden_layer_sizes[::-1], n_flat], activation,
+                        activate_last=True), nn.Unflatten(1, map_shape)]
+        for index in range(len(channels), 0, -1):
+            smaller, larger = spatial[index], spatial[index - 1]
+            output_padding = tuple(
+                target - ((size - 1) * 2 - 2 * padding + kernel_size)
+                for size, target in zip(smaller, larger)
+            )
+            decoder.append(conv_transpose(widths[index], widths[index - 1], kernel_size,
+                                          stride=2, padding=padding,
+                                          output_padding=output_padding))
+            if index > 1:
+                activate(decoder)
+        decoder.append(nn.Flatten())
+        self.decoder = nn.Sequential(*decoder)
+
+    def forward(self, X):
+        return self.decoder(self.encoder(X))
+
+
+class Standardize(nn.Module):
+    """A fixed (not trained) per-feature standardisation ``(X - mean) / scale``.
+
+    Its ``mean`` and ``scale`` buffers are set by the caller (materialised
+    modules leave buffers uninitialised).
+    """
+
+    def __init__(self, n_features):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+
+    def forward(self, X):
+        return (X - self.mean) / self.scale
+
+
+class EncoderClassifier(nn.Module):
+    """An encoder, its codes standardised, then a dense layer of class logits.
+
+    ``encoder`` maps rows to codes of ``n_codes``; one that returns a tuple
+    (such as a :class:`GaussianEncoder`'s ``(mean, log_variance)``) is read
+    through its first element. The codes are standardised with fixed
+    statistics (``standardize``, set by the caller) so that the output layer
+    ``head`` sees features of unit scale whatever the encoder's. With
+    ``freeze_encoder`` the encoder's parameters take no gradient and it stays
+    in eval mode while the head trains.
+    """
+
+    def __init__(self, encoder, n_codes, n_classes, freeze_encoder=False):
+        super().__init__()
+        self.encoder = encoder
+        self.standardize = Standardize(n_codes)
+        self.head = nn.Linear(n_codes, n_classes)
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    def codes(self, X):
+        """The encoder's codes, before standardisation."""
+        codes = self.encoder(X)
+        return codes[0] if isinstance(codes, tuple) else codes
+
+    def encode(self, X):
+        """The standardised codes the output layer reads."""
+        return self.standardize(self.codes(X))
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
+
+    def forward(self, X):
+        return self.head(self.encode(X))
+
+
+def widest_activation(module, n_features):
+    """Most values any layer of ``module`` outputs for one input row of ``n_features``.
+
+    ``module`` lives on the ``meta`` device (build it from its factory under
+    ``torch.device("meta")``), so the forward pass costs no memory or compute.
+    """
+    widths = [n_features]
+
+    def record(_module, _inputs, output):
+        for tensor in output if isinstance(output, tuple) else (output,):
+            widths.append(math.prod(tensor.shape[1:]))
+
+    handles = [sub.register_forward_hook(record) for sub in module.modules()]
+    try:
+        module(torch.empty(1, n_features, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return max(widths)

@@ -1,0 +1,60 @@
+"""
+Reconstructing digits with a convolutional autoencoder
+======================================================
+
+A :class:`~skae.ConvolutionalAutoencoder` reads each row of the digits as an
+8x8 image and reconstructs held-out digits from 8 numbers better than PCA.
+"""
+
+import sys
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from skae import ConvolutionalAutoencoder
+
+# %%
+# Digits scaled to [0, 1]; a row of 64 pixels is read as one 8x8 image
+# (``image_shape=None`` finds the square; ``(1, 8, 8)`` says it explicitly).
+X, _ = load_digits(return_X_y=True)
+X_train, X_test = train_test_split(X / 16.0, test_size=0.25, random_state=0)
+
+# %%
+# Both compress each digit to 8 numbers. The autoencoder trains for a fixed
+# 30 epochs, so the warning that it could go on is silenced.
+warnings.simplefilter("ignore", ConvergenceWarning)
+n_components = 8
+pca = PCA(n_components).fit(X_train)
+cae = ConvolutionalAutoencoder(n_components, image_shape=(1, 8, 8), channels=(16, 32),
+                               batch_size=32, learning_rate_init=0.003, max_iter=30,
+                               random_state=0).fit(X_train)
+rows = {
+    "original": X_test,
+    "PCA": pca.inverse_transform(pca.transform(X_test)),
+    "conv AE": cae.inverse_transform(cae.transform(X_test)),
+}
+for name, images in list(rows.items())[1:]:
+    print(f"{name:>8}: mean squared error {np.mean((images - X_test) ** 2):.4f}")
+
+# %%
+# Ten held-out digits and their reconstructions from 8 numbers.
+n_digits = 10
+fig, axes = plt.subplots(len(rows), n_digits, figsize=(n_digits, len(rows) * 1.15))
+for row, (name, images) in zip(axes, rows.items()):
+    error = np.mean((images - X_test) ** 2)
+    for ax, image in zip(row, images):
+        ax.imshow(image.reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    label = name if name == "original" else f"{name}\nMSE {error:.4f}"
+    row[0].set_ylabel(label, rotation=0, ha="right", va="center")
+fig.tight_layout()
+fig.savefig(sys.argv[1] if len(sys.argv) > 1 else "plot_convolutional.png", dpi=100)

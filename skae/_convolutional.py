@@ -1,0 +1,329 @@
+"""ConvolutionalAutoencoder: a CNN autoencoder on flattened images."""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import BaseAutoencoder, _per_row_squared_error
+from ._denoising import corrupt
+from ._modules import ConvAutoencoder, conv_output_size
+
+# Attributes that validating X sets, restored when it raises.
+_FITTED_ON_VALIDATION = ("n_features_in_", "feature_names_in_", "image_shape_")
+
+
+def _positive_ints(value, name, *, allow_int=False):
+    values = (value,) if allow_int and isinstance(value, Integral) else tuple(value)
+    if not values or any(not isinstance(v, Integral) or isinstance(v, bool) or v < 1
+                         for v in values):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, "
+                         f"got {value!r}.")
+    return tuple(int(v) for v in values)
+
+
+class ConvolutionalAutoencoder(BaseAutoencoder):
+    """Convolutional autoencoder for images, as a scikit-learn transformer.
+
+    ``X`` holds one flattened image per row, as scikit-learn expects, and
+    ``image_shape`` says how to read it. The encoder is a CNN: each entry of
+    ``channels`` adds a stride-2 convolution that halves the spatial size
+    (rounding up, so any size works: 8x8, 28x28, 7x9) while the channels
+    grow; the flattened feature map then goes through the dense
+    ``hidden_layer_sizes`` to a linear code of ``n_components``. The decoder
+    mirrors it with transposed convolutions back to the exact input shape.
+    It is trained with Adam to minimise the mean squared reconstruction
+    error, optionally from corrupted inputs (``noise``), as a denoising
+    autoencoder.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Size of the latent code.
+    image_shape : tuple of int or None, default=None
+        How to read a row: ``(channels, height, width)`` for images (2-D
+        convolutions) or ``(channels, length)`` for signals (1-D
+        convolutions), in C order (channels first, as
+        ``images.reshape(n_samples, -1)`` flattens an array of shape
+        ``(n_samples, channels, height, width)``). Its product must equal the
+        number of features. None reads a row as a single-channel square
+        image when ``n_features`` is a perfect square, and otherwise as a
+        single-channel signal of length ``n_features``, so that the defaults
+        work on any table. A 4-D array ``(n_samples, channels, height,
+        width)`` may also be passed to every method taking ``X``; its shape
+        then serves as ``image_shape``.
+    channels : int or tuple of int, default=(16, 32)
+        Output channels of the encoder's convolutions, from the input
+        inwards; each one halves the spatial size. The decoder uses them in
+        reverse.
+    kernel_size : int, default=3
+        Side of the (square) convolution kernels.
+    hidden_layer_sizes : int or tuple of int, default=()
+        Widths of dense layers between the flattened feature map and the
+        code; the decoder uses them in reverse. ``()`` maps the feature map
+        straight to the code.
+    activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
+"leaky_relu", "selu", "softplus"}, default="relu"
+        Activation after every convolution and hidden layer. The code and
+        output layers are linear.
+    noise : {"gaussian", "dropout"} or None, default=None
+        Corruption of the training inputs, as in
+        :class:`DenoisingAutoencoder`: ``"gaussian"`` adds zero-mean noise
+        of standard deviation ``noise_level``; ``"dropout"`` zeroes each
+        entry with probability ``noise_level`` and scales the others by
+        ``1 / (1 - noise_level)``. The loss compares with the clean images.
+        None trains a plain autoencoder. Inference never sees noise.
+    noise_level : float, default=0.1
+        Standard deviation of the Gaussian noise, or the dropout rate (in
+        ``[0, 1)``). Unused when ``noise`` is None.
+    alpha : float, default=0.0001
+        L2 penalty on the weights (Adam's coupled weight decay; biases are
+        not penalised).
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``.
+    learning_rate_init : float, default=0.001
+        Adam's learning rate.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Improvement of the loss (or validation score) that counts as progress.
+    n_iter_no_change : int, default=10
+        Training stops after this many consecutive epochs without progress.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop on its score and
+        restore the weights of the best epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out when ``early_stopping`` is True.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, shuffling, validation split and noise. An
+        int gives bit-identical results on the same device.
+    warm_start : bool, default=False
+        Continue training the previous network on the next ``fit``.
+    verbose : bool or int, default=False
+        Print the loss after every epoch.
+    device : str or torch.device, default="auto"
+        ``"auto"`` (CUDA, else Apple MPS, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+    n_threads : int or None, default=1
+        torch intra-op CPU threads used during each call (None keeps torch's
+        setting); see :class:`AutoencoderTransformer`.
+
+    Attributes
+    ----------
+    image_shape_ : tuple of int
+        How rows are read: ``(channels, height, width)`` or
+        ``(channels, length)``.
+    module_ : torch.nn.Module
+        The trained network, with ``encoder`` and ``decoder`` submodules that
+        take and return flattened rows.
+    encoder_ : torch.nn.Module
+        The encoder (``module_.encoder``).
+    decoder_ : torch.nn.Module
+        The decoder (``module_.decoder``).
+    device_ : torch.device
+        The device the network lives on.
+    batch_size_ : int
+        The minibatch size used.
+    n_iter_ : int
+        Number of epochs run.
+    loss_curve_ : list of float
+        Mean training loss of every epoch.
+    best_loss_ : float
+        Lowest value in ``loss_curve_``.
+    validation_scores_ : list of float or None
+        Validation score of every epoch when ``early_stopping`` is True.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    AutoencoderTransformer : A dense autoencoder, for tables.
+    DenoisingAutoencoder : A dense autoencoder trained on corrupted inputs.
+
+    References
+    ----------
+    .. [1] J. Masci, U. Meier, D. Ciresan and J. Schmidhuber, "Stacked
+       convolutional auto-encoders for hierarchical feature extraction",
+       ICANN 2011.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skae import ConvolutionalAutoencoder
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> X = X[:500] / 16.0  # 8x8 images, flattened
+    >>> cae = ConvolutionalAutoencoder(n_components=8, channels=(8, 16), max_iter=10,
+    ...                                random_state=0)
+    >>> codes = cae.fit_transform(X)
+    >>> cae.image_shape_
+    (1, 8, 8)
+    >>> codes.shape
+    (500, 8)
+    >>> cae.inverse_transform(codes).shape
+    (500, 64)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseAutoencoder._parameter_constraints,
+        "image_shape": [None, tuple, list],
+        "channels": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "kernel_size": [Interval(Integral, 1, None, closed="left")],
+        "noise": [None, StrOptions({"gaussian", "dropout"})],
+        "noise_level": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        image_shape=None,
+        channels=(16, 32),
+        kernel_size=3,
+        hidden_layer_sizes=(),
+        activation="relu",
+        noise=None,
+        noise_level=0.1,
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate_init=0.001,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        random_state=None,
+        warm_start=False,
+        verbose=False,
+        device="auto",
+        n_threads=1,
+    ):
+        self.n_components = n_components
+        self.image_shape = image_shape
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.noise = noise
+        self.noise_level = noise_level
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ #
+    # Parameters and the shape of a row.
+
+    def _channels(self):
+        return _positive_ints(self.channels, "channels", allow_int=True)
+
+    def _check_params(self):
+        super()._check_params()
+        self._channels()
+        if self.image_shape is not None:
+            shape = _positive_ints(self.image_shape, "image_shape")
+            if len(shape) not in (2, 3):
+                raise ValueError(
+                    "image_shape must be (channels, height, width) or (channels, length), "
+                    f"got {self.image_shape!r}."
+                )
+        if self.noise == "dropout" and not self.noise_level < 1:
+            raise ValueError(
+                "noise_level is the dropout rate when noise='dropout' and must be in "
+                f"[0, 1), got {self.noise_level!r}."
+            )
+
+    def _architecture(self):
+        image_shape = None if self.image_shape is None else tuple(self.image_shape)
+        return (*super()._architecture(), image_shape, self._channels(), self.kernel_size)
+
+    def _resolve_image_shape(self, n_features, given=None):
+        """``image_shape`` for rows of ``n_features`` (``given``: a 4-D input's shape)."""
+        if self.image_shape is not None:
+            shape = _positive_ints(self.image_shape, "image_shape")
+            if math.prod(shape) != n_features:
+                raise ValueError(
+                    f"image_shape={tuple(self.image_shape)} describes {math.prod(shape)} "
+                    f"values per row, but X has {n_features} features."
+                )
+            if given is not None and given != shape:
+                raise ValueError(
+                    f"X holds images of shape {given}, but image_shape={shape}."
+                )
+            return shape
+        if given is not None:
+            return given
+        side = math.isqrt(n_features)
+        return (1, side, side) if side * side == n_features else (1, n_features)
+
+    def _validate_X(self, X, *, reset):
+        # A 4-D array of images is read as its flattened rows plus a shape.
+        given = None
+        if getattr(X, "ndim", None) == 4 and hasattr(X, "reshape"):
+            given = tuple(int(size) for size in X.shape[1:])
+            X = np.asarray(X).reshape(X.shape[0], -1)
+        saved = {key: self.__dict__[key] for key in _FITTED_ON_VALIDATION if key in self.__dict__}
+        X = super()._validate_X(X, reset=reset)
+        try:
+            if reset:
+                self.image_shape_ = self._resolve_image_shape(X.shape[1], given)
+            elif given is not None and given != self.image_shape_:
+                raise ValueError(
+                    f"X holds images of shape {given}, but {type(self).__name__} was "
+                    f"fitted on images of shape {self.image_shape_}."
+                )
+        except ValueError:
+            for key in _FITTED_ON_VALIDATION:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(saved)
+            raise
+        return X
+
+    # ------------------------------------------------------------------ #
+    # The network and its loss.
+
+    def _module_factory(self, n_features):
+        image_shape = getattr(self, "image_shape_", None) or self._resolve_image_shape(n_features)
+        channels, kernel_size = self._channels(), self.kernel_size
+        sizes, n_components, activation = (
+            self._hidden_layer_sizes(), self.n_components, self.activation)
+        return lambda: ConvAutoencoder(image_shape, channels, kernel_size, sizes,
+                                       n_components, activation)
+
+    def _input_widths(self):
+        # The widest activation of a row: the input or a convolution's output.
+        spatial = self.image_shape_[1:]
+        widths = [self.n_features_in_, self.n_components, *self._hidden_layer_sizes()]
+        for n_channels in self._channels():
+            spatial = [conv_output_size(size, self.kernel_size) for size in spatial]
+            widths.append(n_channels * math.prod(spatial))
+        return widths
+
+    def _training_loss(self, module, X, y, generator):
+        noisy = X if self.noise is None else corrupt(X, self.noise, self.noise_level, generator)
+        return _per_row_squared_error(module(noisy), X).mean(), {}
+
+    @property
+    def encoder_(self):
+        return self.module_.encoder
+
+    @property
+    def decoder_(self):
+        return self.module_.decoder
