@@ -52,6 +52,56 @@ def _per_row_squared_error(reconstruction, X):
     return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
+def validate_data_atomic(estimator, *args, reset, **kwargs):
+    """:func:`~sklearn.utils.validation.validate_data` that leaves ``estimator``
+    untouched when it raises (it sets ``n_features_in_`` and
+    ``feature_names_in_`` before it has checked the values)."""
+    keys = ("n_features_in_", "feature_names_in_")
+    saved = {key: estimator.__dict__[key] for key in keys if key in estimator.__dict__}
+    try:
+        return validate_data(estimator, *args, reset=reset, **kwargs)
+    except Exception:
+        for key in keys:
+            estimator.__dict__.pop(key, None)
+        estimator.__dict__.update(saved)
+        raise
+
+
+def check_enough_rows(estimator, n_rows, what="samples"):
+    """With early stopping, the held-out rows must leave some to train on."""
+    if estimator.early_stopping and n_rows - math.ceil(estimator.validation_fraction * n_rows) < 1:
+        raise ValueError(
+            f"early_stopping=True holds out validation_fraction="
+            f"{estimator.validation_fraction} of {n_rows} {what}, leaving none to train on; "
+            f"pass more {what} or set early_stopping=False."
+        )
+
+
+def hold_out(X, y, fraction, generator):
+    """Split tensors into training rows and ``ceil(fraction * n)`` validation rows."""
+    n_rows = X.shape[0]
+    n_validation = math.ceil(fraction * n_rows)
+    order = torch.randperm(n_rows, generator=generator).to(X.device)
+    held_out, kept = order[:n_validation], order[n_validation:]
+    if y is None:
+        return X[kept], None, X[held_out], None
+    return X[kept], y[kept], X[held_out], y[held_out]
+
+
+def resolve_batch_size(batch_size, n_rows):
+    """``"auto"`` is ``min(200, n_rows)``; any size is clipped to ``n_rows``."""
+    return min(200 if batch_size == "auto" else batch_size, n_rows)
+
+
+def warn_if_not_converged(estimator, history):
+    if not history.stopped_early:
+        warnings.warn(
+            f"{type(estimator).__name__}: max_iter={estimator.max_iter} epochs were reached "
+            "and the optimisation hasn't converged yet; raise max_iter or tol.",
+            ConvergenceWarning,
+        )
+
+
 class _ProgressPrinter:
     """Engine callback printing one line per epoch (``verbose=True``)."""
 
@@ -143,18 +193,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._hidden_layer_sizes()
 
     def _validate_X(self, X, *, reset):
-        """``validate_data`` that leaves the estimator untouched when it raises."""
-        saved = {key: self.__dict__[key] for key in ("n_features_in_", "feature_names_in_")
-                 if key in self.__dict__}
-        try:
-            return validate_data(
-                self, X, reset=reset, dtype=[np.float32, np.float64], ensure_min_samples=1,
-            )
-        except Exception:
-            for key in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(key, None)
-            self.__dict__.update(saved)
-            raise
+        return validate_data_atomic(
+            self, X, reset=reset, dtype=[np.float32, np.float64], ensure_min_samples=1,
+        )
 
     def _validate_codes(self, Z):
         Z = check_array(Z, dtype=[np.float32, np.float64], input_name="Z")
@@ -241,17 +282,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self
 
     def _train(self, X, device, continuing, incremental):
-        n_samples = X.shape[0]
-        if self.early_stopping and not incremental:
-            n_validation = math.ceil(self.validation_fraction * n_samples)
-            if n_samples - n_validation < 1:
-                raise ValueError(
-                    f"early_stopping=True holds out validation_fraction="
-                    f"{self.validation_fraction} of {n_samples} samples, leaving none "
-                    "to train on; pass more samples or set early_stopping=False."
-                )
-        else:
-            n_validation = 0
+        validating = self.early_stopping and not incremental
+        if validating:
+            check_enough_rows(self, X.shape[0])
 
         if continuing:
             seed = self._seed
@@ -278,15 +311,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         X_tensor = to_tensor(X, device)
         validation = None
-        if n_validation:
-            split = torch.randperm(
-                n_samples, generator=make_generator(derive_seed(seed, _SPLIT, epochs_done), "cpu")
-            ).to(device)
-            X_val, X_tensor = X_tensor[split[:n_validation]], X_tensor[split[n_validation:]]
+        if validating:
+            X_tensor, _, X_val, _ = hold_out(
+                X_tensor, None, self.validation_fraction,
+                make_generator(derive_seed(seed, _SPLIT, epochs_done), "cpu"))
             validation = (self._validation_score, X_val, None)
-
-        batch_size = (min(200, X_tensor.shape[0]) if self.batch_size == "auto"
-                      else min(self.batch_size, X_tensor.shape[0]))
+        batch_size = resolve_batch_size(self.batch_size, X_tensor.shape[0])
         trainer = Trainer(
             module, self._training_loss, optimizer,
             batch_size=batch_size,
@@ -321,9 +351,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.loss_curve_ = []
             self.n_iter_ = 0
             self.best_loss_ = math.inf
-            if self.early_stopping and not incremental:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -math.inf
         self.device_ = device
         self.batch_size_ = batch_size
         self.n_iter_ += history.n_epochs
@@ -342,12 +369,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         elif not incremental:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        if not incremental and not history.stopped_early:
-            warnings.warn(
-                f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
-                "and the optimisation hasn't converged yet; raise max_iter or tol.",
-                ConvergenceWarning,
-            )
+        if not incremental:
+            warn_if_not_converged(self, history)
 
     def _validation_score(self, module, X_val, _y_val):
         chunk = self._chunk_size()

@@ -1,18 +1,24 @@
 """AutoencoderClassifier: unsupervised pretraining, then a softmax classifier."""
 
-import math
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import _CHUNK_FLOATS, BaseAutoencoder, _ProgressPrinter
+from ._base import (
+    _CHUNK_FLOATS,
+    BaseAutoencoder,
+    _ProgressPrinter,
+    check_enough_rows,
+    hold_out,
+    resolve_batch_size,
+    validate_data_atomic,
+    warn_if_not_converged,
+)
 from ._device import (
     derive_seed,
     make_generator,
@@ -273,13 +279,24 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted classifier.
         """
+        saved = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            # A call that fails leaves a fitted classifier as it was.
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit(self, X, y):
         if self.freeze_encoder and not self.pretrain:
             raise ValueError(
                 "freeze_encoder=True with pretrain=False would train the output layer on "
                 "a random, untrained encoder; set freeze_encoder=False to train the "
                 "network from scratch."
             )
-        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
+        device = resolve_device(self.device)
+        X, y = validate_data_atomic(self, X, y, reset=True, dtype=[np.float32, np.float64])
         check_classification_targets(y)
         labelled = ~_unlabelled(y)
         if not labelled.any():
@@ -287,6 +304,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                 "Every row is unlabelled (y == -1); AutoencoderClassifier needs at least "
                 "one labelled row to train its classifier."
             )
+        check_enough_rows(self, int(labelled.sum()), what="labelled rows")
         classes, y_encoded = np.unique(y[labelled], return_inverse=True)
 
         seed = seed_from_random_state(self.random_state)
@@ -300,7 +318,6 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             source._validate_params()
             source._check_params()
 
-        device = resolve_device(self.device)
         freeze = self.freeze_encoder
         with torch_threads(self.n_threads):
             module = self._build_module(source, X.shape[1], len(classes), freeze,
@@ -354,22 +371,11 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         y_tensor = torch.as_tensor(y, dtype=torch.long, device=device)
         validation = None
         if self.early_stopping:
-            n_validation = math.ceil(self.validation_fraction * X_tensor.shape[0])
-            if X_tensor.shape[0] - n_validation < 1:
-                raise ValueError(
-                    f"early_stopping=True holds out validation_fraction="
-                    f"{self.validation_fraction} of {X_tensor.shape[0]} labelled rows, "
-                    "leaving none to train on; label more rows or set early_stopping=False."
-                )
-            split = torch.randperm(
-                X_tensor.shape[0], generator=make_generator(derive_seed(seed, _SPLIT), "cpu")
-            ).to(device)
-            held_out, kept = split[:n_validation], split[n_validation:]
-            validation = (_accuracy, X_tensor[held_out], y_tensor[held_out])
-            X_tensor, y_tensor = X_tensor[kept], y_tensor[kept]
-
-        batch_size = (min(200, X_tensor.shape[0]) if self.batch_size == "auto"
-                      else min(self.batch_size, X_tensor.shape[0]))
+            X_tensor, y_tensor, X_val, y_val = hold_out(
+                X_tensor, y_tensor, self.validation_fraction,
+                make_generator(derive_seed(seed, _SPLIT), "cpu"))
+            validation = (_accuracy, X_val, y_val)
+        batch_size = resolve_batch_size(self.batch_size, X_tensor.shape[0])
         trainer = Trainer(
             network, _cross_entropy, make_optimizer(network, self.learning_rate_init, self.alpha),
             batch_size=batch_size,
@@ -385,12 +391,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             validation=validation,
             callbacks=[_ProgressPrinter()] if self.verbose else [],
         )
-        if not history.stopped_early:
-            warnings.warn(
-                f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
-                "and the optimisation hasn't converged yet; raise max_iter or tol.",
-                ConvergenceWarning,
-            )
+        warn_if_not_converged(self, history)
         return history, batch_size
 
     # ------------------------------------------------------------------ #

@@ -179,3 +179,20 @@ def test_pretraining_is_not_worse_than_scratch_with_few_labels(digits_split):
             scores.append(clf.fit(X_train, y_partial).score(X_test, y_test))
         gains.append(scores[0] - scores[1])
     assert np.mean(gains) > -0.02
+
+
+def test_rejected_fit_leaves_a_fitted_classifier_as_it_was(digits):
+    X, y = digits
+    clf = AutoencoderClassifier(
+        AutoencoderTransformer(n_components=8, hidden_layer_sizes=(16,), max_iter=3),
+        max_iter=5, random_state=0).fit(X[:200], y[:200])
+    before = dict(vars(clf))
+    proba = clf.predict_proba(X[:50])
+    with pytest.raises(ValueError, match="unlabelled"):
+        clf.fit(X[:100, :10], -np.ones(100))
+    with pytest.raises(ValueError, match="device"):
+        clf.set_params(device="nope").fit(X[:100], y[:100])
+    clf.set_params(device="auto")
+    assert vars(clf).keys() == before.keys()
+    assert clf.n_features_in_ == 64
+    assert_array_equal(clf.predict_proba(X[:50]), proba)
