@@ -1,6 +1,6 @@
 """AutoencoderTransformer: a stacked (symmetric) dense autoencoder."""
 
-from ._base import BaseAutoencoder, _per_row_squared_error
+from ._base import BaseAutoencoder, _mean_squared_error
 from ._modules import MLPAutoencoder
 
 
@@ -167,7 +167,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         return lambda: MLPAutoencoder(n_features, sizes, n_components, activation)
 
     def _training_loss(self, module, X, y, generator):
-        return _per_row_squared_error(module(X), X).mean(), {}
+        return _mean_squared_error(module(X), X), {}
 
     @property
     def encoder_(self):

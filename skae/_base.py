@@ -52,6 +52,15 @@ def _per_row_squared_error(reconstruction, X):
     return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
+def _mean_squared_error(reconstruction, X):
+    """The batch mean of :func:`_per_row_squared_error`, as one fused op.
+
+    Every row has the same width, so the two are equal; ``mse_loss`` costs
+    half as much per training step for small networks (measured on digits).
+    """
+    return torch.nn.functional.mse_loss(reconstruction, X)
+
+
 def validate_data_atomic(estimator, *args, reset, **kwargs):
     """:func:`~sklearn.utils.validation.validate_data` that leaves ``estimator``
     untouched when it raises (it sets ``n_features_in_`` and

@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseAutoencoder, _per_row_squared_error
+from ._base import BaseAutoencoder, _mean_squared_error
 from ._denoising import corrupt
 from ._modules import ConvAutoencoder, conv_output_size
 
@@ -318,7 +318,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     def _training_loss(self, module, X, y, generator):
         noisy = X if self.noise is None else corrupt(X, self.noise, self.noise_level, generator)
-        return _per_row_squared_error(module(noisy), X).mean(), {}
+        return _mean_squared_error(module(noisy), X), {}
 
     @property
     def encoder_(self):

@@ -6,7 +6,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import BaseAutoencoder, _per_row_squared_error
+from ._base import BaseAutoencoder, _mean_squared_error
 
 
 def corrupt(X, noise, noise_level, generator):
@@ -220,4 +220,4 @@ class DenoisingAutoencoder(AutoencoderTransformer):
 
     def _training_loss(self, module, X, y, generator):
         noisy = corrupt(X, self.noise, self.noise_level, generator)
-        return _per_row_squared_error(module(noisy), X).mean(), {}
+        return _mean_squared_error(module(noisy), X), {}

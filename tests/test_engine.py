@@ -1,0 +1,195 @@
+"""The shared training engine: optimizer, loop, stopping rules, inference."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_array_equal
+
+from skae._engine import (
+    Adam,
+    Trainer,
+    TrainingDivergedError,
+    fit_loop,
+    make_optimizer,
+    predict_in_chunks,
+)
+
+
+def _network(seed=0):
+    torch.manual_seed(seed)  # tests may use the global generator
+    return torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3),
+                               torch.nn.Linear(3, 7))
+
+
+def _train(optimizer_factory, steps=30):
+    network = _network()
+    optimizer = optimizer_factory(network)
+    X = torch.randn(64, 7, generator=torch.Generator().manual_seed(1))
+    for step in range(steps):
+        optimizer.zero_grad()
+        # The last layer's bias takes no part in the loss in odd steps.
+        output = network[:3](X) @ network[3].weight.T
+        if step % 2 == 0:
+            output = output + network[3].bias
+        ((output - X) ** 2).mean().backward()
+        optimizer.step()
+    return torch.cat([p.detach().flatten() for p in network.parameters()])
+
+
+def _torch_groups(network, alpha):
+    weights = [p for n, p in network.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in network.named_parameters() if n.endswith("bias")]
+    return [{"params": weights, "weight_decay": alpha}, {"params": biases, "weight_decay": 0.0}]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_matches_torch_optim(alpha, fused):
+    def ours(network):
+        optimizer = make_optimizer(network, 0.01, alpha)
+        optimizer._fused = fused
+        return optimizer
+
+    expected = _train(lambda n: torch.optim.Adam(_torch_groups(n, alpha), lr=0.01, fused=True))
+    got = _train(ours)
+    if fused:
+        assert torch.equal(got, expected)
+    else:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_state_dict_round_trip_continues_identically():
+    network, twin = _network(), _network()
+    optimizer = make_optimizer(network, 0.01, 0.0)
+    X = torch.randn(32, 7, generator=torch.Generator().manual_seed(2))
+
+    def step(net, opt):
+        opt.zero_grad()
+        ((net(X) - X) ** 2).mean().backward()
+        opt.step()
+
+    for _ in range(3):
+        step(network, optimizer)
+    twin.load_state_dict(network.state_dict())
+    twin_optimizer = make_optimizer(twin, 0.5, 0.0)  # lr comes back from the state
+    twin_optimizer.load_state_dict(optimizer.state_dict())
+    assert twin_optimizer.param_groups[0]["lr"] == 0.01
+    for _ in range(3):
+        step(network, optimizer)
+        step(twin, twin_optimizer)
+    for a, b in zip(network.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_creating_and_stepping_adam_does_not_import_dynamo():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from skae._engine import make_optimizer\n"
+        "net = torch.nn.Linear(3, 3)\n"
+        "opt = make_optimizer(net, 0.01, 0.0)\n"
+        "net(torch.ones(2, 3)).sum().backward(); opt.step()\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
+
+
+def _trainer(network, loss_fn, batch_size=16, shuffle=True):
+    return Trainer(network, loss_fn, Adam([{"params": list(network.parameters()),
+                                            "weight_decay": 0.0}], lr=0.01),
+                   batch_size=batch_size, shuffle=shuffle,
+                   shuffle_generator=torch.Generator().manual_seed(0),
+                   noise_generator=torch.Generator().manual_seed(0))
+
+
+def _reconstruction(module, X, y, generator):
+    return ((module(X) - X) ** 2).mean(), {"half": 0.5 * ((module(X) - X) ** 2).mean()}
+
+
+def test_epoch_mean_loss_is_weighted_by_batch_size():
+    network = torch.nn.Linear(7, 7)
+    seen = []
+
+    def loss_fn(module, X, y, generator):
+        seen.append(X.shape[0])
+        return torch.tensor(float(X.shape[0]), requires_grad=True), {}
+
+    loss, _ = _trainer(network, loss_fn, batch_size=16).run_epoch(torch.zeros(40, 7))
+    assert seen == [16, 16, 8]
+    assert loss == pytest.approx((16 * 16 + 16 * 16 + 8 * 8) / 40)
+
+
+def test_every_row_is_seen_once_per_epoch_in_a_seeded_order():
+    rows = torch.arange(50, dtype=torch.float32).unsqueeze(1)
+    orders = []
+
+    def loss_fn(module, X, y, generator):
+        orders.extend(X[:, 0].tolist())
+        return (module(X) ** 2).mean(), {}
+
+    for _ in range(2):
+        _trainer(torch.nn.Linear(1, 1), loss_fn).run_epoch(rows)
+    first, second = orders[:50], orders[50:]
+    assert sorted(first) == list(range(50))
+    assert first == second  # same seed, same permutation
+    assert first != list(range(50))
+
+
+def test_non_finite_loss_raises():
+    def loss_fn(module, X, y, generator):
+        return (module(X) * math.inf).sum(), {}
+
+    with pytest.raises(TrainingDivergedError, match="not finite"):
+        _trainer(torch.nn.Linear(3, 3), loss_fn).run_epoch(torch.ones(10, 3))
+
+
+def test_fit_loop_stops_like_mlp_and_records_parts():
+    network = _network()
+    X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
+    history = fit_loop(_trainer(network, _reconstruction), X, max_iter=500, tol=1e9,
+                       n_iter_no_change=3)
+    # No epoch can improve by 1e9: stop once n_iter_no_change is exceeded.
+    assert history.n_epochs == 5 and history.stopped_early
+    assert history.parts_curves["half"] == pytest.approx([0.5 * v for v in history.loss_curve])
+
+
+def test_fit_loop_restores_the_best_validation_weights():
+    network = _network()
+    X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
+    scores = iter([1.0, 3.0, 2.0, 0.0, -1.0, -2.0])
+    states = []
+
+    def score_fn(module, X_val, y_val):
+        states.append({k: v.clone() for k, v in module.state_dict().items()})
+        return next(scores)
+
+    history = fit_loop(_trainer(network, _reconstruction), X, max_iter=6, tol=0.0,
+                       n_iter_no_change=10, validation=(score_fn, X, None))
+    assert history.best_validation_score == 3.0
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, states[1][key])
+
+
+def test_callbacks_can_stop_training():
+    history = fit_loop(_trainer(_network(), _reconstruction), torch.randn(20, 7), max_iter=50,
+                       tol=0.0, n_iter_no_change=50, callbacks=[lambda info: info.epoch == 4])
+    assert history.n_epochs == 4
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 8, 13, 1000])
+def test_predict_in_chunks_is_chunk_and_position_invariant(chunk_size):
+    network = torch.nn.Sequential(torch.nn.Linear(9, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
+    X = np.random.RandomState(0).normal(size=(45, 9))
+    reference = predict_in_chunks(network, X, "cpu", 4096, np.float64)
+    got = predict_in_chunks(network, X, "cpu", chunk_size, np.float64)
+    assert_array_equal(got, reference)
+    shuffled = np.random.RandomState(1).permutation(45)
+    assert_array_equal(predict_in_chunks(network, X[shuffled], "cpu", chunk_size, np.float64),
+                       reference[shuffled])
+    assert network[0]._forward_pre_hooks == {}  # hooks only live during the call
