@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.linalg import subspace_angles
@@ -406,6 +406,7 @@ def test_shapes_and_determinism_property(n_rows, n_features, n_components):
 # A linear autoencoder finds the PCA subspace.
 
 @settings(max_examples=8, deadline=None)
+@example(seed=142, n_features=3, n_components=2)  # needed the full-batch epochs
 @given(seed=st.integers(0, 2**16), n_features=st.integers(3, 10), n_components=st.integers(1, 3))
 def test_linear_autoencoder_recovers_pca_subspace(seed, n_features, n_components):
     rng = np.random.RandomState(seed)
@@ -421,6 +422,11 @@ def test_linear_autoencoder_recovers_pca_subspace(seed, n_features, n_components
                                     alpha=0.0, learning_rate_init=0.01, batch_size=64,
                                     max_iter=600, tol=1e-7, n_iter_no_change=20,
                                     random_state=0).fit(X)
+        # Adam's steps at lr=0.01 on minibatches jitter around the optimum (up
+        # to 2% above PCA's error was seen); a few full-batch epochs at a
+        # tenth of the rate settle them (worst seen: 0.03% above).
+        ae.set_params(warm_start=True, learning_rate_init=0.001, batch_size=400,
+                      max_iter=300).fit(X)
     pca = PCA(n_components).fit(X)
     decoder_columns = ae.decoder_[0].weight.detach().numpy()
     largest_angle = np.degrees(subspace_angles(decoder_columns, pca.components_.T)).max()
