@@ -76,8 +76,10 @@ class Adam:
                              for group in param_groups]
         self.betas = betas
         self.eps = eps
-        # Per group: step counts, first and second moments, one per parameter.
+        # Per group: step counts (one float32 vector, one entry a parameter),
+        # first and second moments; built on the first step.
         self._moments = [None] * len(self.param_groups)
+        self._plan = self._plan_key = None
         device = self.param_groups[0]["params"][0].device
         self._fused = hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda", "mps")
 
@@ -88,42 +90,61 @@ class Adam:
 
     def _init_moments(self, params):
         return (
-            [torch.zeros((), dtype=torch.float32, device=p.device) for p in params],
+            torch.zeros(len(params), dtype=torch.float32, device=params[0].device),
             [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
             [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
         )
 
-    @torch.no_grad()
-    def step(self):
-        beta1, beta2 = self.betas
-        # Groups with the same hyper-parameters (e.g. weights and biases when
-        # alpha=0) share one kernel call: each call costs microseconds, about
-        # as much as the whole update of a small network.
+    def _make_plan(self, active):
+        """Kernel calls for this step: one per distinct (lr, weight_decay).
+
+        Each call costs microseconds, about as much as the whole update of a
+        small network, so groups with equal hyper-parameters (e.g. weights and
+        biases when alpha=0) share one. ``active[i]`` lists the indices of the
+        parameters of group ``i`` that have a gradient.
+        """
         calls = {}
         for index, group in enumerate(self.param_groups):
-            params = group["params"]
-            if any(p.grad is None for p in params):
-                # Parameters that took no part in the loss are not moved (as in
-                # torch.optim, whose per-parameter state would not advance).
-                active = [i for i, p in enumerate(params) if p.grad is not None]
-            else:
-                active = None
+            if not active[index]:
+                continue
             if self._moments[index] is None:
-                self._moments[index] = self._init_moments(params)
-            steps, exp_avgs, exp_avg_sqs = self._moments[index]
-            if active is not None:
-                if not active:
-                    continue
-                params, steps, exp_avgs, exp_avg_sqs = (
-                    [sequence[i] for i in active]
-                    for sequence in (params, steps, exp_avgs, exp_avg_sqs)
-                )
-            call = calls.setdefault((group["lr"], group["weight_decay"]), ([], [], [], [], []))
-            for sequence, more in zip(call, (params, [p.grad for p in params], exp_avgs,
-                                             exp_avg_sqs, steps)):
-                sequence.extend(more)
-        for (lr, weight_decay), (params, grads, exp_avgs, exp_avg_sqs, steps) in calls.items():
-            torch._foreach_add_(steps, 1)
+                self._moments[index] = self._init_moments(group["params"])
+            step_counts, exp_avgs, exp_avg_sqs = self._moments[index]
+            # 0-d views into the group's step vector: the fused kernel reads
+            # one tensor a parameter, and one add_ advances them all.
+            steps = step_counts.unbind()
+            call = calls.setdefault((group["lr"], group["weight_decay"]), ([], [], [], []))
+            for i in active[index]:
+                call[0].append(group["params"][i])
+                call[1].append(exp_avgs[i])
+                call[2].append(exp_avg_sqs[i])
+                call[3].append(steps[i])
+        return list(calls.items())
+
+    @torch.no_grad()
+    def step(self):
+        groups = self.param_groups
+        everything = all(p.grad is not None for group in groups for p in group["params"])
+        key = tuple((group["lr"], group["weight_decay"]) for group in groups)
+        if everything and self._plan_key == key:
+            plan = self._plan
+        else:
+            # Parameters that took no part in the loss are not moved and their
+            # step counts do not advance (as in torch.optim).
+            active = [[i for i, p in enumerate(group["params"]) if p.grad is not None]
+                      for group in groups]
+            plan = self._make_plan(active)
+            self._plan, self._plan_key = (plan, key) if everything else (None, None)
+        if everything:
+            for step_counts, _, _ in self._moments:
+                step_counts.add_(1)
+        else:
+            for _, (_, _, _, steps) in plan:
+                for step in steps:
+                    step.add_(1)
+        beta1, beta2 = self.betas
+        for (lr, weight_decay), (params, exp_avgs, exp_avg_sqs, steps) in plan:
+            grads = [p.grad for p in params]
             if self._fused:
                 try:
                     torch._fused_adam_(
@@ -154,11 +175,13 @@ class Adam:
             param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
     def state_dict(self):
-        """Hyper-parameters and moments, detached (tensors on their device)."""
+        """Hyper-parameters and moments (tensors on their device, not copied)."""
         return {
             "param_groups": [{k: v for k, v in group.items() if k != "params"}
                              for group in self.param_groups],
-            "moments": [None if moments is None else [[t.detach() for t in seq] for seq in moments]
+            "moments": [None if moments is None
+                        else (moments[0].detach(), *[[t.detach() for t in seq]
+                                                     for seq in moments[1:]])
                         for moments in self._moments],
         }
 
@@ -171,12 +194,13 @@ class Adam:
                 self._moments.append(None)
                 continue
             device = group["params"][0].device
-            steps, exp_avgs, exp_avg_sqs = moments
+            step_counts, exp_avgs, exp_avg_sqs = moments
             self._moments.append((
-                [t.to(device, dtype=torch.float32, copy=True) for t in steps],
+                step_counts.to(device, dtype=torch.float32, copy=True),
                 [t.to(device, copy=True) for t in exp_avgs],
                 [t.to(device, copy=True) for t in exp_avg_sqs],
             ))
+        self._plan = self._plan_key = None
 
 
 def make_optimizer(module, learning_rate, alpha):
