@@ -1,5 +1,8 @@
+import random
+
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
 
@@ -16,3 +19,28 @@ def blobs():
     rng = np.random.RandomState(0)
     latent = rng.normal(size=(120, 3))
     return latent @ rng.normal(size=(3, 10)) + 0.05 * rng.normal(size=(120, 10))
+
+
+class _GlobalRandomStates:
+    """Snapshot of the global NumPy, torch and ``random`` states."""
+
+    def __init__(self):
+        self.states = self._read()
+
+    @staticmethod
+    def _read():
+        return (np.random.get_state()[1].copy(),  # noqa: NPY002 - the legacy global state
+                torch.get_rng_state().clone(), random.getstate())
+
+    def assert_unchanged(self):
+        numpy_state, torch_state, python_state = self._read()
+        np.testing.assert_array_equal(numpy_state, self.states[0])
+        assert torch.equal(torch_state, self.states[1])
+        assert python_state == self.states[2]
+
+
+@pytest.fixture
+def global_rng():
+    """Call ``global_rng.assert_unchanged()`` to check that skae left the global
+    random states (NumPy, torch, ``random``) as they were when the test began."""
+    return _GlobalRandomStates()

@@ -1,7 +1,6 @@
 """AutoencoderTransformer: the uses users come for, errors, guarantees."""
 
 import pickle
-import random
 import re
 import warnings
 
@@ -323,20 +322,13 @@ def test_same_random_state_gives_identical_codes(blobs):
     assert not np.allclose(a, c)
 
 
-def test_fit_leaves_global_random_state_untouched(blobs):
-    np.random.seed(7)  # noqa: NPY002 - the legacy global state is what is checked
-    torch.manual_seed(7)
-    random.seed(7)
-    states = (np.random.get_state()[1].copy(),  # noqa: NPY002
-              torch.get_rng_state().clone(), random.getstate())
+def test_fit_leaves_global_random_state_untouched(blobs, global_rng):
     for random_state in (None, 0, np.random.RandomState(3)):
         ae = AutoencoderTransformer(early_stopping=True, hidden_layer_sizes=(8,), max_iter=3,
                                     random_state=random_state)
         ae.fit(blobs).transform(blobs)
         ae.partial_fit(blobs)
-    assert_array_equal(np.random.get_state()[1], states[0])  # noqa: NPY002
-    assert torch.equal(torch.get_rng_state(), states[1])
-    assert random.getstate() == states[2]
+    global_rng.assert_unchanged()
 
 
 def test_fits_in_threads_side_by_side_are_reproducible(blobs):
