@@ -179,15 +179,17 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     >>> y_partial = y.copy()
     >>> y_partial[np.random.RandomState(0).rand(len(y)) > 0.1] = -1  # 90% unlabelled
     >>> clf = AutoencoderClassifier(
-    ...     AutoencoderTransformer(n_components=16, max_iter=30), random_state=0)
+    ...     AutoencoderTransformer(n_components=16, max_iter=100, tol=1e-3),
+    ...     tol=1e-3, random_state=0)
     >>> clf.fit(X, y_partial)
-    AutoencoderClassifier(autoencoder=AutoencoderTransformer(max_iter=30,
-                                                             n_components=16),
-                          random_state=0)
+    AutoencoderClassifier(autoencoder=AutoencoderTransformer(max_iter=100,
+                                                             n_components=16,
+                                                             tol=0.001),
+                          random_state=0, tol=0.001)
     >>> clf.classes_
     array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    >>> print(f"{clf.score(X, y):.2f}")
-    0.9...
+    >>> bool(clf.score(X, y) > 0.85)  # accuracy on all rows, 10% of them labelled
+    True
     """
 
     _parameter_constraints: dict = {
