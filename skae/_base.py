@@ -7,6 +7,7 @@ loss (``_training_loss``), and, where it differs from plain reconstruction,
 what ``transform`` and ``score_samples`` return.
 """
 
+import contextlib
 import copy
 import math
 import time
@@ -61,19 +62,33 @@ def _mean_squared_error(reconstruction, X):
     return torch.nn.functional.mse_loss(reconstruction, X)
 
 
+@contextlib.contextmanager
+def restored_on_error(estimator, keys=None):
+    """Put back the estimator's attributes (only ``keys``, or all) if the block raises.
+
+    A call that fails (bad data, bad parameters, divergence) must leave an
+    already fitted estimator as it was.
+    """
+    names = list(estimator.__dict__) if keys is None else keys
+    saved = {key: estimator.__dict__[key] for key in names if key in estimator.__dict__}
+    try:
+        yield
+    except BaseException:
+        for key in (list(estimator.__dict__) if keys is None else keys):
+            estimator.__dict__.pop(key, None)
+        estimator.__dict__.update(saved)
+        raise
+
+
+_SET_BY_VALIDATION = ("n_features_in_", "feature_names_in_")
+
+
 def validate_data_atomic(estimator, *args, reset, **kwargs):
     """:func:`~sklearn.utils.validation.validate_data` that leaves ``estimator``
     untouched when it raises (it sets ``n_features_in_`` and
     ``feature_names_in_`` before it has checked the values)."""
-    keys = ("n_features_in_", "feature_names_in_")
-    saved = {key: estimator.__dict__[key] for key in keys if key in estimator.__dict__}
-    try:
+    with restored_on_error(estimator, _SET_BY_VALIDATION):
         return validate_data(estimator, *args, reset=reset, **kwargs)
-    except Exception:
-        for key in keys:
-            estimator.__dict__.pop(key, None)
-        estimator.__dict__.update(saved)
-        raise
 
 
 def check_enough_rows(estimator, n_rows, what="samples"):

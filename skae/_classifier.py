@@ -16,6 +16,7 @@ from ._base import (
     check_enough_rows,
     hold_out,
     resolve_batch_size,
+    restored_on_error,
     validate_data_atomic,
     warn_if_not_converged,
 )
@@ -281,14 +282,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted classifier.
         """
-        saved = dict(self.__dict__)
-        try:
+        with restored_on_error(self):
             return self._fit(X, y)
-        except BaseException:
-            # A call that fails leaves a fitted classifier as it was.
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
 
     def _fit(self, X, y):
         if self.freeze_encoder and not self.pretrain:

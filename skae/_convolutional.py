@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseAutoencoder, _mean_squared_error
+from ._base import BaseAutoencoder, _mean_squared_error, restored_on_error
 from ._denoising import corrupt
 from ._modules import ConvAutoencoder, conv_output_size
 
@@ -279,9 +279,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         if getattr(X, "ndim", None) == 4 and hasattr(X, "reshape"):
             given = tuple(int(size) for size in X.shape[1:])
             X = np.asarray(X).reshape(X.shape[0], -1)
-        saved = {key: self.__dict__[key] for key in _FITTED_ON_VALIDATION if key in self.__dict__}
-        X = super()._validate_X(X, reset=reset)
-        try:
+        with restored_on_error(self, _FITTED_ON_VALIDATION):
+            X = super()._validate_X(X, reset=reset)
             if reset:
                 self.image_shape_ = self._resolve_image_shape(X.shape[1], given)
             elif given is not None and given != self.image_shape_:
@@ -289,11 +288,6 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
                     f"X holds images of shape {given}, but {type(self).__name__} was "
                     f"fitted on images of shape {self.image_shape_}."
                 )
-        except ValueError:
-            for key in _FITTED_ON_VALIDATION:
-                self.__dict__.pop(key, None)
-            self.__dict__.update(saved)
-            raise
         return X
 
     # ------------------------------------------------------------------ #
