@@ -10,7 +10,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._autoencoder import AutoencoderTransformer
 from ._base import (
-    _CHUNK_FLOATS,
     BaseAutoencoder,
     _ProgressPrinter,
     check_enough_rows,
@@ -31,7 +30,7 @@ from ._device import (
     torch_threads,
 )
 from ._engine import Trainer, fit_loop, make_optimizer, predict_in_chunks
-from ._modules import EncoderClassifier, materialize, widest_activation
+from ._modules import EncoderClassifier, materialize
 
 # Keys of the derived random streams.
 _PRETRAIN, _INIT, _SHUFFLE, _SPLIT = range(4)
@@ -241,8 +240,15 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     # The network.
 
     def _network_factory(self, source, n_features, n_classes, freeze):
-        """Builds the encoder of ``source``'s network plus a head of ``n_classes``."""
+        """Builds the encoder of ``source``'s network plus a head of ``n_classes``.
+
+        Every skae autoencoder's encoder returns ``n_components`` codes (or a
+        tuple whose first element does), so no forward pass is needed to size
+        the head: a forward pass on the meta device imports sympy and
+        torch._dynamo, a second in a fresh process.
+        """
         factory = source._module_factory(n_features)
+        n_codes = source.n_components
 
         def build():
             network = factory()
@@ -251,16 +257,14 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                     f"{type(source).__name__}'s network has no 'encoder' submodule to "
                     "build a classifier on."
                 )
-            codes = network.encoder(torch.empty(1, n_features, device="meta"))
-            n_codes = (codes[0] if isinstance(codes, tuple) else codes).shape[1]
             return EncoderClassifier(network.encoder, n_codes, n_classes, freeze)
 
         return build
 
     def _build_module(self, source, n_features, n_classes, freeze, generator):
         factory = self._network_factory(source, n_features, n_classes, freeze)
-        with torch.device("meta"):
-            self._chunk_rows = max(1, _CHUNK_FLOATS // widest_activation(factory(), n_features))
+        # The encoder's layers are no wider than the whole autoencoder's.
+        self._chunk_rows = source._chunk_size()
         return materialize(factory, generator, "cpu")
 
     # ------------------------------------------------------------------ #
@@ -312,8 +316,11 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         if self.pretrain:
             source.fit(X)
         else:
+            # Unfitted, the source still checks its parameters and reads X's
+            # shape (the network factory needs both).
             source._validate_params()
             source._check_params()
+            source._validate_X(X, reset=True)
 
         freeze = self.freeze_encoder
         with torch_threads(self.n_threads):

@@ -264,24 +264,3 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, X):
         return self.head(self.encode(X))
-
-
-def widest_activation(module, n_features):
-    """Most values any layer of ``module`` outputs for one input row of ``n_features``.
-
-    ``module`` lives on the ``meta`` device (build it from its factory under
-    ``torch.device("meta")``), so the forward pass costs no memory or compute.
-    """
-    widths = [n_features]
-
-    def record(_module, _inputs, output):
-        for tensor in output if isinstance(output, tuple) else (output,):
-            widths.append(math.prod(tensor.shape[1:]))
-
-    handles = [sub.register_forward_hook(record) for sub in module.modules()]
-    try:
-        module(torch.empty(1, n_features, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return max(widths)
