@@ -27,3 +27,26 @@ def test_sklearn_compatible(estimator, check):
 
 def test_all_estimators_found():
     assert "AutoencoderTransformer" in dict(all_estimators())
+
+
+def test_fitting_imports_neither_dynamo_nor_sympy():
+    """torch.optim and meta-device forward passes import torch._dynamo and sympy,
+    which costs a second or more on the first fit of a process (longer than a
+    whole digits fit); no skae estimator may need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings\n"
+        "import numpy as np, pickle\n"
+        "from skae.utils import all_estimators\n"
+        "warnings.simplefilter('ignore')\n"
+        "X = np.random.RandomState(0).normal(size=(40, 16)); y = np.arange(40) % 2\n"
+        "for name, Estimator in all_estimators():\n"
+        "    model = Estimator(max_iter=2).fit(X, y)\n"
+        "    pickle.loads(pickle.dumps(model))\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
