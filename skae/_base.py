@@ -2,7 +2,7 @@
 
 :class:`BaseAutoencoder` owns the parameters, validation, fitting through the
 shared engine, inference in chunks, scoring, tags and pickling. A concrete
-autoencoder only says which network it trains (``_build_module``), with which
+autoencoder only says which network it trains (``_module_factory``), with which
 loss (``_training_loss``), and, where it differs from plain reconstruction,
 what ``transform`` and ``score_samples`` return.
 """
