@@ -168,11 +168,3 @@ class AutoencoderTransformer(BaseAutoencoder):
 
     def _training_loss(self, module, X, y, generator):
         return _mean_squared_error(module(X), X), {}
-
-    @property
-    def encoder_(self):
-        return self.module_.encoder
-
-    @property
-    def decoder_(self):
-        return self.module_.decoder

@@ -181,6 +181,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """The parameters that fix the network's shape (checked on warm starts)."""
         return (self.n_components, self._hidden_layer_sizes(), self.activation)
 
+    @property
+    def encoder_(self):
+        """The trained encoder, ``module_.encoder``."""
+        return self.module_.encoder
+
+    @property
+    def decoder_(self):
+        """The trained decoder, ``module_.decoder``."""
+        return self.module_.decoder
+
     def _encode(self, module, X):
         return module.encoder(X)
 

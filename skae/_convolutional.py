@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseAutoencoder, _mean_squared_error, restored_on_error
-from ._denoising import corrupt
+from ._denoising import check_noise_level, corrupt
 from ._modules import ConvAutoencoder, conv_output_size
 
 # Attributes that validating X sets, restored when it raises.
@@ -244,11 +244,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
                     "image_shape must be (channels, height, width) or (channels, length), "
                     f"got {self.image_shape!r}."
                 )
-        if self.noise == "dropout" and not self.noise_level < 1:
-            raise ValueError(
-                "noise_level is the dropout rate when noise='dropout' and must be in "
-                f"[0, 1), got {self.noise_level!r}."
-            )
+        check_noise_level(self.noise, self.noise_level)
 
     def _architecture(self):
         image_shape = None if self.image_shape is None else tuple(self.image_shape)
@@ -313,11 +309,3 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     def _training_loss(self, module, X, y, generator):
         noisy = X if self.noise is None else corrupt(X, self.noise, self.noise_level, generator)
         return _mean_squared_error(module(noisy), X), {}
-
-    @property
-    def encoder_(self):
-        return self.module_.encoder
-
-    @property
-    def decoder_(self):
-        return self.module_.decoder

@@ -27,6 +27,15 @@ def corrupt(X, noise, noise_level, generator):
     return X * keep / (1.0 - noise_level)
 
 
+def check_noise_level(noise, noise_level):
+    """A dropout rate must be below 1 (a Gaussian deviation has no upper bound)."""
+    if noise == "dropout" and not noise_level < 1:
+        raise ValueError(
+            "noise_level is the dropout rate when noise='dropout' and must be "
+            f"in [0, 1), got {noise_level!r}."
+        )
+
+
 class DenoisingAutoencoder(AutoencoderTransformer):
     """Denoising (symmetric, dense) autoencoder as a scikit-learn transformer.
 
@@ -212,11 +221,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
 
     def _check_params(self):
         super()._check_params()
-        if self.noise == "dropout" and not self.noise_level < 1:
-            raise ValueError(
-                "noise_level is the dropout rate when noise='dropout' and must be "
-                f"in [0, 1), got {self.noise_level!r}."
-            )
+        check_noise_level(self.noise, self.noise_level)
 
     def _training_loss(self, module, X, y, generator):
         noisy = corrupt(X, self.noise, self.noise_level, generator)

@@ -320,11 +320,3 @@ class VariationalAutoencoder(BaseAutoencoder):
         # Codes are drawn on the CPU so that a seed gives the same codes on every device.
         codes = torch.randn((int(n_samples), self._n_features_out), generator=generator)
         return self._apply(self._decode, codes.numpy().astype(np.float64))
-
-    @property
-    def encoder_(self):
-        return self.module_.encoder
-
-    @property
-    def decoder_(self):
-        return self.module_.decoder
