@@ -42,20 +42,29 @@ class AutoencoderTransformer(BaseAutoencoder):
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, stop on its score
-        (:meth:`score`) and restore the weights of the best epoch.
+        Hold out ``validation_fraction`` of the rows, stop on their
+        :meth:`score` and restore the weights of the best epoch.
     validation_fraction : float, default=0.1
         Fraction of the rows held out when ``early_stopping`` is True.
     shuffle : bool, default=True
         Shuffle the rows every epoch.
     random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, shuffling and validation split. An
-        int gives bit-identical results on the same device. Neither fitting
-        nor inference touches the global NumPy, torch or ``random`` state.
+        Seeds every random draw of training: the weight initialisation, the
+        shuffling, the validation split and any noise or sampled codes. An
+        int gives the same model on the same machine and settings. Neither
+        fitting nor inference touches the global NumPy, torch or ``random``
+        state.
     warm_start : bool, default=False
         Continue training the previous network on the next ``fit``.
     verbose : bool or int, default=False
-        Print the loss (and validation score) after every epoch.
+        Show training progress (see :class:`~skae.ProgressBar`): a progress
+        bar on a terminal, a table of the epochs otherwise, and a last line
+        saying why training stopped.
+    callbacks : list of callable or None, default=None
+        Called after every epoch with an :class:`~skae.EpochRecord` (epoch,
+        loss, validation score, ...); a callback returning True stops
+        training. :class:`~skae.Callback` subclasses also hear when training
+        begins and ends.
     device : str or torch.device, default="auto"
         Where to train and infer: ``"auto"`` (CUDA if available, else Apple
         MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
@@ -140,6 +149,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         random_state=None,
         warm_start=False,
         verbose=False,
+        callbacks=None,
         device="auto",
         n_threads=1,
     ):
@@ -158,6 +168,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.callbacks = callbacks
         self.device = device
         self.n_threads = n_threads
 

@@ -1,16 +1,26 @@
-"""The scikit-learn side shared by every skae autoencoder.
+"""The estimator core every skae estimator stands on.
 
-:class:`BaseAutoencoder` owns the parameters, validation, fitting through the
-shared engine, inference in chunks, scoring, tags and pickling. A concrete
-autoencoder only says which network it trains (``_module_factory``), with which
-loss (``_training_loss``), and, where it differs from plain reconstruction,
-what ``transform`` and ``score_samples`` return.
+:class:`NetworkEstimator` is the one layer between scikit-learn's API and the
+training engine, for the autoencoders and the classifier alike: parameter and
+data validation, device and threads, random streams, building a network from
+a factory, training through the engine, committing the fitted state,
+restore-on-error, tags and pickling. Everything training produces lives in
+one :class:`TrainingState`; the fitted attributes (``module_``, ``n_iter_``,
+``loss_curve_``...) are views of it.
+
+:class:`BaseAutoencoder` adds what every autoencoder shares: ``fit``,
+``partial_fit``, ``transform``, ``inverse_transform``, ``score_samples`` and
+``score``, and the public hook :meth:`BaseAutoencoder.encoder_factory` that
+:class:`~skae.AutoencoderClassifier` builds on.
+
+A concrete estimator says only which network it trains
+(``_module_factory``), with which loss (``_training_loss``), and, where it
+differs from plain reconstruction, what its outputs are.
 """
 
 import contextlib
 import copy
 import math
-import time
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -28,33 +38,38 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._callbacks import ProgressBar
 from ._device import (
     derive_seed,
     make_generator,
     map_location_for,
     resolve_device,
     seed_from_random_state,
-    state_dict_to_cpu,
     to_tensor,
     torch_threads,
 )
-from ._engine import Trainer, TrainingDivergedError, fit_loop, make_optimizer, predict_in_chunks
+from ._engine import (
+    TensorSource,
+    Trainer,
+    TrainingDivergedError,
+    Validation,
+    fit_loop,
+    make_optimizer,
+    n_held_out,
+    predict_in_chunks,
+    resolve_batch_size,
+    split_rows,
+    widest_row,
+)
 from ._modules import ACTIVATIONS, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
 # holds about this many floats (16 MiB in float32).
 _CHUNK_FLOATS = 1 << 22
 
-# Keys of the derived random streams.
-_INIT, _SHUFFLE, _NOISE, _SPLIT = range(4)
-
-
-def _per_row_squared_error(reconstruction, X):
-    return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
-
 
 def _mean_squared_error(reconstruction, X):
-    """The batch mean of :func:`_per_row_squared_error`, as one fused op.
+    """The batch mean of the per-row mean squared errors, as one fused op.
 
     Every row has the same width, so the two are equal; ``mse_loss`` costs
     half as much per training step for small networks (measured on digits).
@@ -62,112 +77,214 @@ def _mean_squared_error(reconstruction, X):
     return torch.nn.functional.mse_loss(reconstruction, X)
 
 
-@contextlib.contextmanager
-def restored_on_error(estimator, keys=None):
-    """Put back the estimator's attributes (only ``keys``, or all) if the block raises.
-
-    A call that fails (bad data, bad parameters, divergence) must leave an
-    already fitted estimator as it was.
-    """
-    names = list(estimator.__dict__) if keys is None else keys
-    saved = {key: estimator.__dict__[key] for key in names if key in estimator.__dict__}
-    try:
-        yield
-    except BaseException:
-        for key in (list(estimator.__dict__) if keys is None else keys):
-            estimator.__dict__.pop(key, None)
-        estimator.__dict__.update(saved)
-        raise
-
-
-_SET_BY_VALIDATION = ("n_features_in_", "feature_names_in_")
-
-
-def validate_data_atomic(estimator, *args, reset, **kwargs):
-    """:func:`~sklearn.utils.validation.validate_data` that leaves ``estimator``
-    untouched when it raises (it sets ``n_features_in_`` and
-    ``feature_names_in_`` before it has checked the values)."""
-    with restored_on_error(estimator, _SET_BY_VALIDATION):
-        return validate_data(estimator, *args, reset=reset, **kwargs)
-
-
-def check_enough_rows(estimator, n_rows, what="samples"):
-    """With early stopping, the held-out rows must leave some to train on."""
-    if estimator.early_stopping and n_rows - math.ceil(estimator.validation_fraction * n_rows) < 1:
+def check_noise_level(noise, noise_level):
+    """A dropout rate must be below 1 (a Gaussian deviation has no upper bound)."""
+    if noise == "dropout" and not noise_level < 1:
         raise ValueError(
-            f"early_stopping=True holds out validation_fraction="
-            f"{estimator.validation_fraction} of {n_rows} {what}, leaving none to train on; "
-            f"pass more {what} or set early_stopping=False."
-        )
+            "noise_level is the dropout rate when noise='dropout' and must be "
+            f"in [0, 1), got {noise_level!r}.")
 
 
-def hold_out(X, y, fraction, generator):
-    """Split tensors into training rows and ``ceil(fraction * n)`` validation rows."""
-    n_rows = X.shape[0]
-    n_validation = math.ceil(fraction * n_rows)
-    order = torch.randperm(n_rows, generator=generator).to(X.device)
-    held_out, kept = order[:n_validation], order[n_validation:]
-    if y is None:
-        return X[kept], None, X[held_out], None
-    return X[kept], y[kept], X[held_out], y[held_out]
+def _per_row_squared_error(reconstruction, X):
+    return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
-def resolve_batch_size(batch_size, n_rows):
-    """``"auto"`` is ``min(200, n_rows)``; any size is clipped to ``n_rows``."""
-    return min(200 if batch_size == "auto" else batch_size, n_rows)
+class RandomStreams:
+    """The independent random streams of one training call.
+
+    Each stream's seed is derived from the estimator's seed, the stream's
+    key and the number of epochs already trained: the same ``random_state``
+    gives the same model, and a warm start or a ``partial_fit`` continues
+    with fresh draws instead of repeating the first call's.
+    """
+
+    INIT, SHUFFLE, NOISE, SPLIT, PRETRAIN = range(5)
+
+    def __init__(self, seed, n_iter=0):
+        self.seed = seed
+        self.n_iter = n_iter
+
+    def seed_for(self, key):
+        return derive_seed(self.seed, key, self.n_iter)
+
+    def generator(self, key, device="cpu"):
+        return make_generator(self.seed_for(key), device)
 
 
-def warn_if_not_converged(estimator, history):
-    if not history.stopped_early:
-        warnings.warn(
-            f"{type(estimator).__name__}: max_iter={estimator.max_iter} epochs were reached "
-            "and the optimisation hasn't converged yet; raise max_iter or tol.",
-            ConvergenceWarning,
-        )
+class TrainingState:
+    """Everything training made and continues from, held as one object.
+
+    The network and its optimizer, the seed of the random streams, the
+    architecture the network was built for, and the record of every epoch.
+    Saving (:meth:`to_portable`), restoring (:meth:`from_portable`) and
+    copying for a failure-safe continued fit (:meth:`copy`) each happen here
+    and nowhere else.
+    """
+
+    #: Version of :meth:`to_portable`'s layout; loading refuses other ones.
+    FORMAT = 1
+
+    def __init__(self, module, optimizer, seed, architecture):
+        self.module = module
+        self.optimizer = optimizer
+        self.seed = seed
+        self.architecture = architecture
+        self.n_iter = 0
+        self.loss_curve = []
+        self.parts_curves = {}
+        self.validation_scores = None
+        self.best_loss = math.inf
+        self.best_validation_score = None
+        self.batch_size = None
+        self.stop_reason = None
+        self.row_width = None
+
+    @property
+    def device(self):
+        return next(self.module.parameters()).device
+
+    def copy(self, device, learning_rate, alpha):
+        """A deep copy on ``device`` that can train without touching this one."""
+        module = copy.deepcopy(self.module).to(device)
+        optimizer = make_optimizer(module, learning_rate, alpha)
+        optimizer.load_state_dict(self.optimizer.state_dict())
+        twin = copy.copy(self)
+        twin.module, twin.optimizer = module, optimizer
+        twin.loss_curve = list(self.loss_curve)
+        twin.parts_curves = {name: list(curve) for name, curve in self.parts_curves.items()}
+        if self.validation_scores is not None:
+            twin.validation_scores = list(self.validation_scores)
+        return twin
+
+    def record(self, history, *, validating, incremental, batch_size):
+        """Add one call's :class:`~skae._engine.History` to the record."""
+        self.n_iter += history.n_epochs
+        self.loss_curve += history.loss_curve
+        for name, curve in history.parts_curves.items():
+            self.parts_curves[name] = self.parts_curves.get(name, []) + curve
+        self.best_loss = min(self.best_loss, history.best_loss)
+        if validating:
+            self.validation_scores = (self.validation_scores or []) + history.validation_scores
+            self.best_validation_score = history.best_validation_score
+        elif not incremental:
+            self.validation_scores = self.best_validation_score = None
+        self.batch_size = batch_size
+        self.stop_reason = history.stop_reason
+
+    def to_portable(self):
+        """The state as NumPy arrays and plain Python values only.
+
+        No torch object is left in it, so a pickle of it loads on any
+        machine (CPU-only ones included) and ``skops`` can save it without
+        trusting any type outside skae.
+        """
+        optimizer = self.optimizer.state_dict()
+        return {
+            "format": self.FORMAT,
+            "module": {name: _to_array(value) for name, value in self.module.state_dict().items()},
+            "optimizer": {
+                "param_groups": [dict(group) for group in optimizer["param_groups"]],
+                "moments": [None if moments is None else
+                            [_to_array(moments[0]), [_to_array(t) for t in moments[1]],
+                             [_to_array(t) for t in moments[2]]]
+                            for moments in optimizer["moments"]],
+            },
+            "seed": int(self.seed),
+            "architecture": self.architecture,
+            "n_iter": int(self.n_iter),
+            "loss_curve": [float(v) for v in self.loss_curve],
+            "parts_curves": {k: [float(v) for v in c] for k, c in self.parts_curves.items()},
+            "validation_scores": (None if self.validation_scores is None
+                                  else [float(v) for v in self.validation_scores]),
+            "best_loss": float(self.best_loss),
+            "best_validation_score": (None if self.best_validation_score is None
+                                      else float(self.best_validation_score)),
+            "batch_size": self.batch_size,
+            "stop_reason": self.stop_reason,
+            "device": str(self.device),
+        }
+
+    @classmethod
+    def from_portable(cls, portable, module, owner):
+        """Rebuild a state from :meth:`to_portable` around a freshly built ``module``.
+
+        The weights go to the device they were trained on when this machine
+        has it, else to the CPU with a warning.
+        """
+        if not isinstance(portable, dict) or portable.get("format") != cls.FORMAT:
+            found = portable.get("format") if isinstance(portable, dict) else type(portable)
+            raise ValueError(
+                f"This {owner} was saved in training-state format {found!r}, which this "
+                f"version of skae (format {cls.FORMAT}) cannot read; load it with the skae "
+                "version that saved it, or refit the model.")
+        device = map_location_for(portable["device"], owner)
+        module.load_state_dict({name: torch.from_numpy(np.array(value))
+                                for name, value in portable["module"].items()})
+        module = module.to(device).eval()
+        saved = portable["optimizer"]
+        optimizer = make_optimizer(module, saved["param_groups"][0]["lr"],
+                                   saved["param_groups"][0]["weight_decay"])
+        optimizer.load_state_dict({
+            "param_groups": saved["param_groups"],
+            "moments": [None if moments is None else
+                        (_to_tensor(moments[0]), [_to_tensor(t) for t in moments[1]],
+                         [_to_tensor(t) for t in moments[2]])
+                        for moments in saved["moments"]],
+        })
+        state = cls(module, optimizer, portable["seed"], _as_tuple(portable["architecture"]))
+        for name in ("n_iter", "loss_curve", "parts_curves", "validation_scores", "best_loss",
+                     "best_validation_score", "batch_size", "stop_reason"):
+            setattr(state, name, portable[name])
+        return state
 
 
-class _ProgressPrinter:
-    """Engine callback printing one line per epoch (``verbose=True``)."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def __call__(self, info):
-        message = f"Epoch {info.epoch}, loss = {info.loss:.6g}"
-        for name, value in info.parts.items():
-            message += f", {name} = {value:.6g}"
-        if info.validation_score is not None:
-            message += f", validation score = {info.validation_score:.6g}"
-        print(f"{message}, {time.perf_counter() - self.start:.2f} s", flush=True)
-        return False
+def _to_array(tensor):
+    return tensor.detach().to("cpu", copy=True).numpy()
 
 
-class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator,
-                      metaclass=ABCMeta):
-    """Base class for skae autoencoders. Not meant to be used directly."""
+def _to_tensor(array):
+    return torch.from_numpy(np.array(array))
 
-    _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "shuffle": ["boolean"],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": ["verbose"],
-        "device": [str, torch.device],
-        "n_threads": [None, Interval(Integral, 1, None, closed="left")],
-    }
+
+def _as_tuple(value):
+    """Architectures are nested tuples; some formats give lists back."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# --------------------------------------------------------------------------- #
+# The core of every estimator.
+
+_TRAINING_CONSTRAINTS = {
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+    "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "shuffle": ["boolean"],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "callbacks": [None, list, tuple],
+    "device": [str, torch.device],
+    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+}
+
+
+class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
+    """Base class of every skae estimator. Not meant to be used directly.
+
+    Subclasses supply ``_module_factory`` (the network), ``_training_loss``
+    (its loss) and ``_validation_scores`` (per-row scores for early
+    stopping); fitting goes through :meth:`_train`, inference through
+    :meth:`_predict`.
+    """
+
+    _parameter_constraints: dict = dict(_TRAINING_CONSTRAINTS)
 
     # ------------------------------------------------------------------ #
-    # What a concrete autoencoder supplies.
+    # What a concrete estimator supplies.
 
     @abstractmethod
     def _module_factory(self, n_features):
@@ -177,9 +294,275 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _training_loss(self, module, X, y, generator):
         """``(loss, parts)`` for one batch; see :class:`skae._engine.Trainer`."""
 
+    @abstractmethod
+    def _validation_scores(self, module, X, y):
+        """Per-row scores of held-out rows (greater is better), for early stopping."""
+
     def _architecture(self):
         """The parameters that fix the network's shape (checked on warm starts)."""
+        return ()
+
+    def _check_params(self):
+        """Checks beyond ``_parameter_constraints``; raise before any training."""
+        for callback in self.callbacks or ():
+            if not callable(callback):
+                raise TypeError(
+                    f"callbacks must be a list of callables taking an EpochRecord; "
+                    f"{callback!r} is not callable.")
+
+    # ------------------------------------------------------------------ #
+    # Fitted attributes: views of the training state.
+
+    def __sklearn_is_fitted__(self):
+        return "_training" in self.__dict__
+
+    @property
+    def module_(self):
+        """The trained network."""
+        return self._training.module
+
+    @property
+    def device_(self):
+        """The device the network lives on."""
+        return self._training.device
+
+    @property
+    def batch_size_(self):
+        """The minibatch size used in the last training call."""
+        return self._training.batch_size
+
+    @property
+    def n_iter_(self):
+        """Epochs run, over every call that trained this network."""
+        return self._training.n_iter
+
+    @property
+    def loss_curve_(self):
+        """Mean training loss of every epoch."""
+        return list(self._training.loss_curve)
+
+    @property
+    def best_loss_(self):
+        """Lowest value in ``loss_curve_``."""
+        return self._training.best_loss
+
+    @property
+    def validation_scores_(self):
+        """Validation score of every epoch with early stopping, else None."""
+        scores = self._training.validation_scores
+        return None if scores is None else list(scores)
+
+    @property
+    def best_validation_score_(self):
+        """Best of ``validation_scores_``, or None."""
+        return self._training.best_validation_score
+
+    # ------------------------------------------------------------------ #
+    # Training.
+
+    @contextlib.contextmanager
+    def _restored_on_error(self):
+        """Put every attribute back as it was if the block raises.
+
+        Each ``fit`` and ``partial_fit`` runs inside: whatever fails (bad
+        data, bad parameters, divergence, Ctrl-C in the first epoch), a
+        fitted estimator stays exactly as it was. Training never mutates the
+        committed :class:`TrainingState` (a continued fit trains a copy), so
+        restoring the attribute dictionary restores everything.
+        """
+        saved = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _callbacks(self):
+        callbacks = list(self.callbacks or ())
+        if self.verbose:
+            callbacks.append(ProgressBar())
+        return callbacks
+
+    def _check_enough_rows(self, n_rows, what="samples"):
+        """With early stopping, the held-out rows must leave some to train on."""
+        if self.early_stopping and n_rows - n_held_out(n_rows, self.validation_fraction) < 1:
+            raise ValueError(
+                f"early_stopping=True holds out validation_fraction="
+                f"{self.validation_fraction} of {n_rows} {what}, leaving none to train on; "
+                f"pass more {what} or set early_stopping=False.")
+
+    def _build_module(self, n_features, seed, device):
+        """The network for ``n_features``, initialised from the seed's init stream."""
+        generator = RandomStreams(seed).generator(RandomStreams.INIT)
+        return materialize(self._module_factory(n_features), generator, device)
+
+    def _new_state(self, n_features, device, seed=None, module=None):
+        """A fresh :class:`TrainingState` (built network, new optimizer)."""
+        seed = seed_from_random_state(self.random_state) if seed is None else seed
+        if module is None:
+            module = self._build_module(n_features, seed, device)
+        optimizer = make_optimizer(module, self.learning_rate_init, self.alpha)
+        return TrainingState(module, optimizer, seed, self._architecture())
+
+    def _continued_state(self, device):
+        """A copy of the fitted state to train further, following ``set_params``."""
+        state = self._training
+        if state.architecture != self._architecture():
+            raise ValueError(
+                f"The network's shape changed since it was built ({state.architecture} -> "
+                f"{self._architecture()}); set warm_start=False, or clone the estimator, "
+                "to train a new network.")
+        state = state.copy(device, self.learning_rate_init, self.alpha)
+        for group in state.optimizer.param_groups:
+            group["lr"] = self.learning_rate_init
+            if group["decayed"]:
+                group["weight_decay"] = self.alpha
+        return state
+
+    def _train(self, X, y=None, *, state=None, incremental=False, phase=None):
+        """Train through the engine and commit: the one path for every fit.
+
+        Trains ``state`` when given (a new state the caller prepared), else a
+        copy of the fitted state when continuing (``partial_fit``, or
+        ``warm_start``), else a new network. The result becomes the fitted
+        state only once training has succeeded.
+        """
+        device = resolve_device(self.device) if state is None else state.device
+        continuing = state is None and self.__sklearn_is_fitted__() and (
+            incremental or getattr(self, "warm_start", False))
+        validating = self.early_stopping and not incremental
+        if validating:
+            self._check_enough_rows(X.shape[0])
+        with torch_threads(self.n_threads):
+            if state is None:
+                state = (self._continued_state(device) if continuing
+                         else self._new_state(X.shape[1], device))
+            streams = RandomStreams(state.seed, state.n_iter)
+            source = TensorSource(to_tensor(X, device),
+                                  None if y is None else torch.as_tensor(y, device=device))
+            validation = None
+            if validating:
+                kept, held_out = split_rows(source.n_rows, self.validation_fraction,
+                                            streams.generator(RandomStreams.SPLIT))
+                validation = Validation(self._validation_scores, source.take(held_out),
+                                        self._chunk_rows(state))
+                source = source.take(kept)
+            batch_size = resolve_batch_size(self.batch_size, source.n_rows)
+            if self.verbose and self.batch_size != "auto" and batch_size < self.batch_size:
+                print(f"{type(self).__name__}: batch_size={self.batch_size} is larger than "
+                      f"the {source.n_rows} training samples; using {batch_size}.", flush=True)
+            trainer = Trainer(
+                state.module, self._training_loss, state.optimizer, batch_size=batch_size,
+                shuffle_generator=(streams.generator(RandomStreams.SHUFFLE)
+                                   if self.shuffle else None),
+                noise_generator=streams.generator(RandomStreams.NOISE, device),
+            )
+            try:
+                history = fit_loop(
+                    trainer, source, max_iter=1 if incremental else self.max_iter, tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change, validation=validation,
+                    callbacks=self._callbacks(), first_epoch=state.n_iter + 1,
+                    phase=phase or ("partial_fit" if incremental else "fit"),
+                    name=type(self).__name__, single_call=incremental)
+            except TrainingDivergedError as error:
+                raise TrainingDivergedError(
+                    f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "
+                    f"lower learning_rate_init (now {self.learning_rate_init}).") from None
+            state.record(history, validating=validating, incremental=incremental,
+                         batch_size=batch_size)
+            if state.row_width is None:
+                state.row_width = widest_row(state.module, self.n_features_in_)
+        self._training = state  # the commit
+        if history.stop_reason == "interrupted":
+            warnings.warn(f"{type(self).__name__}: training was {history.message}; the model "
+                          "is fitted with the weights reached so far.", UserWarning)
+        elif history.stop_reason == "max_iter" and not incremental:
+            warnings.warn(
+                f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
+                "and the optimisation hasn't converged yet; raise max_iter or tol.",
+                ConvergenceWarning)
+
+    # ------------------------------------------------------------------ #
+    # Inference.
+
+    def _chunk_rows(self, state=None):
+        state = self._training if state is None else state
+        if state.row_width is None:
+            state.row_width = widest_row(state.module, self.n_features_in_)
+        return max(1, _CHUNK_FLOATS // state.row_width)
+
+    def _predict(self, function, X, out_dtype=None, state=None):
+        """``function(module, rows)`` over row chunks of a validated array, as NumPy.
+
+        ``state`` defaults to the fitted one; the result has ``out_dtype``
+        (default: ``X``'s dtype).
+        """
+        state = self._training if state is None else state
+        module = state.module
+        with torch_threads(self.n_threads):
+            return predict_in_chunks(
+                lambda chunk: function(module, chunk), X, state.device,
+                self._chunk_rows(state), X.dtype if out_dtype is None else out_dtype,
+                module=module)
+
+    # ------------------------------------------------------------------ #
+    # Tags and pickling.
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # may be self.__dict__ itself
+        if "_training" in state:
+            state["_training"] = self._training.to_portable()
+        return state
+
+    def __setstate__(self, state):
+        portable = state.get("_training")
+        super().__setstate__({key: value for key, value in state.items() if key != "_training"})
+        if portable is not None:
+            module = materialize(self._module_factory(self.n_features_in_),
+                                 make_generator(0, "cpu"), "cpu")
+            self._training = TrainingState.from_portable(portable, module, type(self).__name__)
+
+
+# --------------------------------------------------------------------------- #
+# What every autoencoder shares.
+
+class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NetworkEstimator):
+    """Base class for skae autoencoders. Not meant to be used directly."""
+
+    _parameter_constraints: dict = {
+        **NetworkEstimator._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "warm_start": ["boolean"],
+    }
+
+    def _architecture(self):
         return (self.n_components, self._hidden_layer_sizes(), self.activation)
+
+    def _hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+        for size in sizes:
+            if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
+                raise ValueError(
+                    "hidden_layer_sizes must be a sequence of positive integers "
+                    f"(or () for no hidden layer), got {self.hidden_layer_sizes!r}.")
+        return tuple(int(size) for size in sizes)
+
+    def _check_params(self):
+        super()._check_params()
+        self._hidden_layer_sizes()
+
+    # ------------------------------------------------------------------ #
+    # The network's parts; an autoencoder whose encoder differs overrides these.
 
     @property
     def encoder_(self):
@@ -197,52 +580,82 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _decode(self, module, Z):
         return module.decoder(Z)
 
-    def _reconstruct(self, module, X):
-        return self._decode(module, self._encode(module, X))
-
     def _score_samples_tensor(self, module, X):
         """Per-row score (greater is better): minus the mean squared error."""
-        return -_per_row_squared_error(self._reconstruct(module, X), X)
+        return -_per_row_squared_error(self._decode(module, self._encode(module, X)), X)
 
-    def _input_widths(self):
-        """Widths of the widest layers, used to size inference chunks."""
-        return [self.n_features_in_, self.n_components, *self._hidden_layer_sizes()]
+    def _validation_scores(self, module, X, y):
+        return self._score_samples_tensor(module, X)
+
+    def encoder_factory(self, n_features=None):
+        """How to build this autoencoder's encoder, and the width of its codes.
+
+        The public hook that :class:`~skae.AutoencoderClassifier` builds on:
+        it needs a network with this autoencoder's encoder layers, not the
+        autoencoder itself.
+
+        Parameters
+        ----------
+        n_features : int or None, default=None
+            Width of the rows the encoder reads; None means
+            ``n_features_in_`` (the autoencoder must then be fitted).
+
+        Returns
+        -------
+        build : callable
+            ``build()`` returns a new, untrained :class:`torch.nn.Module`
+            with the encoder's architecture, mapping float32 rows of
+            ``n_features`` to codes of ``n_codes`` (or, for a variational
+            autoencoder, to a tuple whose first element is the codes). To
+            use trained weights, load ``encoder_.state_dict()`` into it.
+        n_codes : int
+            The width of the codes, ``n_components``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skae import AutoencoderTransformer
+        >>> X = np.random.RandomState(0).normal(size=(50, 6)).astype(np.float32)
+        >>> build, n_codes = AutoencoderTransformer(n_components=3).encoder_factory(6)
+        >>> encoder = build()
+        >>> encoder(torch.zeros(2, 6)).shape, n_codes
+        (torch.Size([2, 3]), 3)
+        """
+        if n_features is None:
+            check_is_fitted(self)
+            n_features = self.n_features_in_
+        else:
+            self._validate_params()
+            self._check_params()
+        build_autoencoder = self._module_factory(int(n_features))
+
+        def build():
+            return build_autoencoder().encoder
+
+        return build, int(self.n_components)
 
     # ------------------------------------------------------------------ #
-    # Validation.
-
-    def _hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        for size in sizes:
-            if not isinstance(size, Integral) or isinstance(size, bool) or size < 1:
-                raise ValueError(
-                    "hidden_layer_sizes must be a sequence of positive integers "
-                    f"(or () for no hidden layer), got {self.hidden_layer_sizes!r}."
-                )
-        return tuple(int(size) for size in sizes)
-
-    def _check_params(self):
-        """Checks beyond ``_parameter_constraints``; raise before any training."""
-        self._hidden_layer_sizes()
+    # Data.
 
     def _validate_X(self, X, *, reset):
-        return validate_data_atomic(
-            self, X, reset=reset, dtype=[np.float32, np.float64], ensure_min_samples=1,
-        )
+        return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64],
+                             ensure_min_samples=1)
 
     def _validate_codes(self, Z):
         Z = check_array(Z, dtype=[np.float32, np.float64], input_name="Z")
         if Z.shape[1] != self._n_features_out:
             raise ValueError(
                 f"Z has {Z.shape[1]} columns, but {type(self).__name__} has "
-                f"n_components={self._n_features_out}; pass codes as returned by "
-                "transform."
-            )
+                f"n_components={self._n_features_out}; pass codes as returned by transform.")
         return Z
 
+    @property
+    def _n_features_out(self):
+        """Width of the fitted network's codes (names the output features)."""
+        return self._training.architecture[0]
+
     # ------------------------------------------------------------------ #
-    # Fitting.
+    # The scikit-learn API.
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -260,7 +673,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self : object
             The fitted estimator.
         """
-        return self._fit(X, incremental=False)
+        with self._restored_on_error():
+            self._check_params()
+            continuing = self.warm_start and self.__sklearn_is_fitted__()
+            X = self._validate_X(X, reset=not continuing)
+            self._train(X)
+        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -281,7 +699,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self : object
             The updated estimator.
         """
-        return self._fit(X, incremental=True)
+        with self._restored_on_error():
+            self._check_params()
+            X = self._validate_X(X, reset=not self.__sklearn_is_fitted__())
+            self._train(X, incremental=True)
+        return self
 
     def fit_transform(self, X, y=None):
         """Fit to ``X`` and return its codes.
@@ -300,136 +722,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         return self.fit(X, y).transform(X)
 
-    def _fit(self, X, incremental):
-        self._check_params()
-        device = resolve_device(self.device)
-        continuing = (incremental or self.warm_start) and hasattr(self, "module_")
-        X = self._validate_X(X, reset=not continuing)
-        if continuing and self._architecture_ != self._architecture():
-            raise ValueError(
-                f"The network's shape changed since it was built ({self._architecture_} -> "
-                f"{self._architecture()}); set warm_start=False, or clone the estimator, "
-                "to train a new network."
-            )
-        with torch_threads(self.n_threads):
-            self._train(X, device, continuing, incremental)
-        return self
-
-    def _train(self, X, device, continuing, incremental):
-        validating = self.early_stopping and not incremental
-        if validating:
-            check_enough_rows(self, X.shape[0])
-
-        if continuing:
-            seed = self._seed
-            module = self.module_
-            if next(module.parameters()).device != device:
-                module.to(device)
-                optimizer_state = self._optimizer.state_dict()
-                self._optimizer = make_optimizer(module, self.learning_rate_init, self.alpha)
-                self._optimizer.load_state_dict(optimizer_state)
-            optimizer = self._optimizer
-            for group in optimizer.param_groups:  # follow set_params between calls
-                group["lr"] = self.learning_rate_init
-                if group["decayed"]:
-                    group["weight_decay"] = self.alpha
-            epochs_done = self.n_iter_
-            snapshot = (state_dict_to_cpu(module), copy.deepcopy(optimizer.state_dict()))
-        else:
-            seed = seed_from_random_state(self.random_state)
-            factory = self._module_factory(X.shape[1])
-            module = materialize(factory, make_generator(derive_seed(seed, _INIT), "cpu"), device)
-            optimizer = make_optimizer(module, self.learning_rate_init, self.alpha)
-            epochs_done = 0
-            snapshot = None
-
-        X_tensor = to_tensor(X, device)
-        validation = None
-        if validating:
-            X_tensor, _, X_val, _ = hold_out(
-                X_tensor, None, self.validation_fraction,
-                make_generator(derive_seed(seed, _SPLIT, epochs_done), "cpu"))
-            validation = (self._validation_score, X_val, None)
-        batch_size = resolve_batch_size(self.batch_size, X_tensor.shape[0])
-        trainer = Trainer(
-            module, self._training_loss, optimizer,
-            batch_size=batch_size,
-            shuffle=self.shuffle,
-            shuffle_generator=make_generator(derive_seed(seed, _SHUFFLE, epochs_done), "cpu"),
-            noise_generator=make_generator(derive_seed(seed, _NOISE, epochs_done), device),
-        )
-        callbacks = [_ProgressPrinter()] if self.verbose else []
-        try:
-            history = fit_loop(
-                trainer, X_tensor,
-                max_iter=1 if incremental else self.max_iter,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                validation=validation,
-                callbacks=callbacks,
-                first_epoch=epochs_done + 1,
-            )
-        except TrainingDivergedError:
-            if snapshot is not None:
-                module.load_state_dict(snapshot[0])
-                optimizer.load_state_dict(snapshot[1])
-            raise
-
-        # Commit the fitted state only once training has succeeded.
-        if not continuing:
-            self.module_ = module
-            self._optimizer = optimizer
-            self._seed = seed
-            self._architecture_ = self._architecture()
-            self._n_features_out = self.n_components
-            self.loss_curve_ = []
-            self.n_iter_ = 0
-            self.best_loss_ = math.inf
-        self.device_ = device
-        self.batch_size_ = batch_size
-        self.n_iter_ += history.n_epochs
-        self.loss_curve_ = [*self.loss_curve_, *history.loss_curve]
-        self.best_loss_ = min(self.best_loss_, history.best_loss)
-        for name, curve in history.parts_curves.items():
-            # A loss with named parts (e.g. "reconstruction", "kl") records each
-            # as ``<name>_curve_`` beside their sum in ``loss_curve_``.
-            attribute = f"{name}_curve_"
-            previous = getattr(self, attribute, []) if continuing else []
-            setattr(self, attribute, [*previous, *curve])
-        if validation is not None:
-            previous = (getattr(self, "validation_scores_", None) or []) if continuing else []
-            self.validation_scores_ = [*previous, *history.validation_scores]
-            self.best_validation_score_ = history.best_validation_score
-        elif not incremental:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-        if not incremental:
-            warn_if_not_converged(self, history)
-
-    def _validation_score(self, module, X_val, _y_val):
-        chunk = self._chunk_size()
-        with torch.inference_mode():
-            total = sum(
-                self._score_samples_tensor(module, X_val[start:start + chunk]).sum()
-                for start in range(0, X_val.shape[0], chunk)
-            )
-        return float(total) / X_val.shape[0]
-
-    # ------------------------------------------------------------------ #
-    # Inference.
-
-    def _chunk_size(self):
-        return max(1, _CHUNK_FLOATS // max(self._input_widths()))
-
-    def _apply(self, function, X):
-        """Run ``function(module, chunk)`` over row chunks of a validated array."""
-        module = self.module_
-        with torch_threads(self.n_threads):
-            return predict_in_chunks(
-                lambda chunk: function(module, chunk), X, self.device_,
-                self._chunk_size(), X.dtype, module=module,
-            )
-
     def transform(self, X):
         """Encode ``X`` into its latent codes.
 
@@ -445,7 +737,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._apply(self._encode, X)
+        return self._predict(self._encode, X)
 
     def inverse_transform(self, X):
         """Decode latent codes back to the input space.
@@ -462,7 +754,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self)
         Z = self._validate_codes(X)
-        return self._apply(self._decode, Z)
+        return self._predict(self._decode, Z)
 
     def score_samples(self, X):
         """Per-row score: minus the mean squared reconstruction error.
@@ -482,13 +774,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._apply(self._score_samples_tensor, X)
+        return self._predict(self._score_samples_tensor, X)
 
     def score(self, X, y=None):
         """Mean of :meth:`score_samples` over ``X`` (greater is better).
-
-        This lets model selection such as ``GridSearchCV`` compare
-        autoencoders with its default scoring.
 
         Parameters
         ----------
@@ -504,35 +793,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         return float(np.mean(self.score_samples(X), dtype=np.float64))
 
-    # ------------------------------------------------------------------ #
-    # Tags and pickling.
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # may be self.__dict__ itself
-        if "module_" in state:
-            state["module_"] = state_dict_to_cpu(self.module_)
-            state["_optimizer"] = self._optimizer.state_dict()
-            state["device_"] = str(self.device_)
-        return state
-
-    def __setstate__(self, state):
-        module_state = state.get("module_")
-        super().__setstate__(state)
-        if module_state is None:
-            return
-        device = map_location_for(state["device_"], type(self).__name__)
-        module = materialize(self._module_factory(self.n_features_in_),
-                             make_generator(0, "cpu"), "cpu")
-        module.load_state_dict(module_state)
-        self.module_ = module.to(device).eval()
-        self.device_ = device
-        optimizer = make_optimizer(self.module_, self.learning_rate_init, self.alpha)
-        optimizer.load_state_dict(state["_optimizer"])
-        self._optimizer = optimizer

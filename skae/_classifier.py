@@ -1,45 +1,17 @@
 """AutoencoderClassifier: unsupervised pretraining, then a softmax classifier."""
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import (
-    BaseAutoencoder,
-    _ProgressPrinter,
-    check_enough_rows,
-    hold_out,
-    resolve_batch_size,
-    restored_on_error,
-    validate_data_atomic,
-    warn_if_not_converged,
-)
-from ._device import (
-    derive_seed,
-    make_generator,
-    map_location_for,
-    resolve_device,
-    seed_from_random_state,
-    state_dict_to_cpu,
-    to_tensor,
-    torch_threads,
-)
-from ._engine import Trainer, fit_loop, make_optimizer, predict_in_chunks
-from ._modules import EncoderClassifier, materialize
-
-# Keys of the derived random streams.
-_PRETRAIN, _INIT, _SHUFFLE, _SPLIT = range(4)
-
-_TRAINING_PARAMETERS = (
-    "alpha", "batch_size", "learning_rate_init", "max_iter", "tol", "n_iter_no_change",
-    "early_stopping", "validation_fraction", "shuffle", "random_state", "verbose", "device",
-    "n_threads",
-)
+from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams
+from ._callbacks import InPhase
+from ._device import resolve_device, seed_from_random_state
+from ._modules import EncoderClassifier
 
 
 def _unlabelled(y):
@@ -49,16 +21,7 @@ def _unlabelled(y):
     return np.asarray(y == -1, dtype=bool)
 
 
-def _cross_entropy(module, X, y, generator):
-    return F.cross_entropy(module(X), y), {}
-
-
-def _accuracy(module, X_val, y_val):
-    with torch.inference_mode():
-        return float((module(X_val).argmax(dim=1) == y_val).float().mean())
-
-
-class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
+class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     """Classifier pretrained as an autoencoder on labelled and unlabelled rows.
 
     Training has two phases [1]_. Phase 1 fits a clone of ``autoencoder`` on
@@ -119,7 +82,13 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         autoencoder when its own ``random_state`` is None. An int gives
         bit-identical results on the same device.
     verbose : bool or int, default=False
-        Print the loss after every epoch of phase 2.
+        Show the progress of both phases (see :class:`~skae.ProgressBar`),
+        named ``"pretraining"`` and ``"classifier head"``, and why each
+        stopped.
+    callbacks : list of callable or None, default=None
+        Called after every epoch of both phases with an
+        :class:`~skae.EpochRecord` whose ``phase`` is ``"pretraining"`` or
+        ``"classifier head"``; a callback returning True stops that phase.
     device : str or torch.device, default="auto"
         Where phase 2 trains and predicts: ``"auto"`` (CUDA, else Apple MPS,
         else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
@@ -193,10 +162,10 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        **NetworkEstimator._parameter_constraints,
         "autoencoder": [None, BaseAutoencoder],
         "freeze_encoder": ["boolean"],
         "pretrain": ["boolean"],
-        **{name: BaseAutoencoder._parameter_constraints[name] for name in _TRAINING_PARAMETERS},
     }
 
     def __init__(
@@ -216,6 +185,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         shuffle=True,
         random_state=None,
         verbose=False,
+        callbacks=None,
         device="auto",
         n_threads=1,
     ):
@@ -233,39 +203,35 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.shuffle = shuffle
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.device = device
         self.n_threads = n_threads
 
     # ------------------------------------------------------------------ #
-    # The network.
+    # The network and its loss.
 
-    def _network_factory(self, source, n_features, n_classes, freeze):
-        """Builds the encoder of ``source``'s network plus a head of ``n_classes``.
+    def _module_factory(self, n_features):
+        build_encoder, n_codes = self._encoder_source.encoder_factory(n_features)
+        n_classes, frozen = len(self.classes_), self._frozen
+        return lambda: EncoderClassifier(build_encoder(), n_codes, n_classes, frozen)
 
-        Every skae autoencoder's encoder returns ``n_components`` codes (or a
-        tuple whose first element does), so no forward pass is needed to size
-        the head: a forward pass on the meta device imports sympy and
-        torch._dynamo, a second in a fresh process.
-        """
-        factory = source._module_factory(n_features)
-        n_codes = source.n_components
+    def _logits(self, module, X):
+        # A frozen encoder is trained on codes computed once (see fit).
+        return module.head(X) if self._frozen else module(X)
 
-        def build():
-            network = factory()
-            if not isinstance(getattr(network, "encoder", None), torch.nn.Module):
-                raise TypeError(
-                    f"{type(source).__name__}'s network has no 'encoder' submodule to "
-                    "build a classifier on."
-                )
-            return EncoderClassifier(network.encoder, n_codes, n_classes, freeze)
+    def _training_loss(self, module, X, y, generator):
+        return F.cross_entropy(self._logits(module, X), y), {}
 
-        return build
+    def _validation_scores(self, module, X, y):
+        return (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
 
-    def _build_module(self, source, n_features, n_classes, freeze, generator):
-        factory = self._network_factory(source, n_features, n_classes, freeze)
-        # The encoder's layers are no wider than the whole autoencoder's.
-        self._chunk_rows = source._chunk_size()
-        return materialize(factory, generator, "cpu")
+    def _check_params(self):
+        super()._check_params()
+        if self.freeze_encoder and not self.pretrain:
+            raise ValueError(
+                "freeze_encoder=True with pretrain=False would train the output layer on "
+                "a random, untrained encoder; set freeze_encoder=False to train the "
+                "network from scratch.")
 
     # ------------------------------------------------------------------ #
     # Fitting.
@@ -286,117 +252,56 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted classifier.
         """
-        with restored_on_error(self):
-            return self._fit(X, y)
-
-    def _fit(self, X, y):
-        if self.freeze_encoder and not self.pretrain:
-            raise ValueError(
-                "freeze_encoder=True with pretrain=False would train the output layer on "
-                "a random, untrained encoder; set freeze_encoder=False to train the "
-                "network from scratch."
-            )
-        device = resolve_device(self.device)
-        X, y = validate_data_atomic(self, X, y, reset=True, dtype=[np.float32, np.float64])
-        check_classification_targets(y)
-        labelled = ~_unlabelled(y)
-        if not labelled.any():
-            raise ValueError(
-                "Every row is unlabelled (y == -1); AutoencoderClassifier needs at least "
-                "one labelled row to train its classifier."
-            )
-        check_enough_rows(self, int(labelled.sum()), what="labelled rows")
-        classes, y_encoded = np.unique(y[labelled], return_inverse=True)
-
-        seed = seed_from_random_state(self.random_state)
-        source = clone(AutoencoderTransformer() if self.autoencoder is None
-                       else self.autoencoder)
-        if source.random_state is None:
-            source.set_params(random_state=derive_seed(seed, _PRETRAIN) % 2**32)
-        if self.pretrain:
-            source.fit(X)
-        else:
-            # Unfitted, the source still checks its parameters and reads X's
-            # shape (the network factory needs both).
-            source._validate_params()
-            source._check_params()
-            source._validate_X(X, reset=True)
-
-        freeze = self.freeze_encoder
-        with torch_threads(self.n_threads):
-            module = self._build_module(source, X.shape[1], len(classes), freeze,
-                                        make_generator(derive_seed(seed, _INIT), "cpu"))
-            module = module.to(device).eval()
+        with self._restored_on_error():
+            self._check_params()
+            device = resolve_device(self.device)
+            X, y = validate_data(self, X, y, reset=True, dtype=[np.float32, np.float64])
+            check_classification_targets(y)
+            labelled = ~_unlabelled(y)
+            if not labelled.any():
+                raise ValueError(
+                    "Every row is unlabelled (y == -1); AutoencoderClassifier needs at least "
+                    "one labelled row to train its classifier.")
+            self._check_enough_rows(int(labelled.sum()), what="labelled rows")
+            self.classes_, y_encoded = np.unique(y[labelled], return_inverse=True)
+            seed = seed_from_random_state(self.random_state)
+            source = self._pretrain(X, seed)
+            self.autoencoder_ = source if self.pretrain else None
+            self._encoder_source = source
+            self._frozen = self.freeze_encoder
+            state = self._new_state(X.shape[1], device, seed)
+            network = state.module
             if self.pretrain:
-                module.encoder.load_state_dict(source.module_.encoder.state_dict())
+                network.encoder.load_state_dict(source.encoder_.state_dict())
             # Pretrained codes are standardised over every row; the scratch
             # baseline sees the labelled rows only.
-            self._set_code_statistics(module, X if self.pretrain else X[labelled], device)
-            history, batch_size = self._train(module, X[labelled], y_encoded, device, seed)
-
-        self.classes_ = classes
-        self.autoencoder_ = source if self.pretrain else None
-        self._encoder_source = source
-        self._frozen = freeze
-        self.module_ = module.eval()
-        self.device_ = device
-        self.batch_size_ = batch_size
-        self.n_iter_ = history.n_epochs
-        self.loss_curve_ = history.loss_curve
-        self.best_loss_ = history.best_loss
-        if self.early_stopping:
-            self.validation_scores_ = history.validation_scores
-            self.best_validation_score_ = history.best_validation_score
-        else:
-            self.validation_scores_ = self.best_validation_score_ = None
+            codes = self._predict(lambda module, rows: module.codes(rows),
+                                  X if self.pretrain else X[labelled], np.float64, state)
+            network.set_code_statistics(codes.mean(axis=0), codes.std(axis=0))
+            inputs = X[labelled]
+            if self._frozen:
+                # A frozen encoder gives every row the same code in every
+                # epoch: encode once and train the output layer alone on them.
+                inputs = self._predict(lambda module, rows: module.encode(rows), inputs,
+                                       np.float32, state)
+            self._train(inputs, y_encoded, state=state, phase="classifier head")
         return self
 
-    def _set_code_statistics(self, module, X, device):
-        """Standardise the codes with their mean and deviation over all rows of ``X``."""
-        codes = predict_in_chunks(module.codes, X, device, self._chunk_rows, np.float64,
-                                  module=module)
-        scale = codes.std(axis=0)
-        scale[~(scale > 1e-12)] = 1.0  # a constant code is only centred
-        with torch.no_grad():
-            module.standardize.mean.copy_(torch.as_tensor(codes.mean(axis=0)))
-            module.standardize.scale.copy_(torch.as_tensor(scale))
-
-    def _train(self, module, X, y, device, seed):
-        """Phase 2 through the shared engine; returns its history and batch size."""
-        if self.freeze_encoder:
-            # A frozen encoder gives every row the same code in every epoch:
-            # encode once and train the output layer alone on the codes.
-            X = predict_in_chunks(module.encode, X, device, self._chunk_rows, np.float32,
-                                  module=module)
-            network = module.head
-        else:
-            network = module
-        X_tensor = to_tensor(X, device)
-        y_tensor = torch.as_tensor(y, dtype=torch.long, device=device)
-        validation = None
-        if self.early_stopping:
-            X_tensor, y_tensor, X_val, y_val = hold_out(
-                X_tensor, y_tensor, self.validation_fraction,
-                make_generator(derive_seed(seed, _SPLIT), "cpu"))
-            validation = (_accuracy, X_val, y_val)
-        batch_size = resolve_batch_size(self.batch_size, X_tensor.shape[0])
-        trainer = Trainer(
-            network, _cross_entropy, make_optimizer(network, self.learning_rate_init, self.alpha),
-            batch_size=batch_size,
-            shuffle=self.shuffle,
-            shuffle_generator=make_generator(derive_seed(seed, _SHUFFLE), "cpu"),
-            noise_generator=None,
-        )
-        history = fit_loop(
-            trainer, X_tensor, y_tensor,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            validation=validation,
-            callbacks=[_ProgressPrinter()] if self.verbose else [],
-        )
-        warn_if_not_converged(self, history)
-        return history, batch_size
+    def _pretrain(self, X, seed):
+        """A clone of ``autoencoder``, fitted on every row of ``X`` when ``pretrain``."""
+        source = clone(AutoencoderTransformer() if self.autoencoder is None
+                       else self.autoencoder)
+        if source.get_params().get("random_state", 0) is None:
+            source.set_params(random_state=RandomStreams(seed).seed_for(
+                RandomStreams.PRETRAIN) % 2**32)
+        if not self.pretrain:
+            return source
+        own = source.get_params()
+        watchers = [InPhase(callback, "pretraining") for callback in self._callbacks()]
+        source.set_params(callbacks=[*(own.get("callbacks") or ()), *watchers],
+                          verbose=own.get("verbose") and not self.verbose)
+        source.fit(X)
+        return source.set_params(callbacks=own.get("callbacks"), verbose=own.get("verbose"))
 
     # ------------------------------------------------------------------ #
     # Prediction.
@@ -417,12 +322,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-        module = self.module_
-        with torch_threads(self.n_threads):
-            proba = predict_in_chunks(
-                lambda chunk: torch.softmax(module(chunk), dim=1), X, self.device_,
-                self._chunk_rows, np.float64, module=module,
-            )
+        proba = self._predict(lambda module, rows: torch.softmax(module(rows), dim=1), X,
+                              np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X):
@@ -441,15 +342,6 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    # ------------------------------------------------------------------ #
-    # Tags, expected check failures and pickling.
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        return tags
-
     def _expected_check_failures(self):
         return {
             "check_classifiers_classes": (
@@ -458,22 +350,3 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                 "SelfTrainingClassifier and LabelPropagation from this check for)"
             ),
         }
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        if "module_" in state:
-            state["module_"] = state_dict_to_cpu(self.module_)
-            state["device_"] = str(self.device_)
-        return state
-
-    def __setstate__(self, state):
-        module_state = state.get("module_")
-        super().__setstate__(state)
-        if module_state is None:
-            return
-        device = map_location_for(state["device_"], type(self).__name__)
-        module = self._build_module(self._encoder_source, self.n_features_in_,
-                                    len(self.classes_), self._frozen, make_generator(0, "cpu"))
-        module.load_state_dict(module_state)
-        self.module_ = module.to(device).eval()
-        self.device_ = device

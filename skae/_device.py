@@ -126,29 +126,66 @@ def make_generator(seed, device):
     return generator
 
 
-_THREADS_LOCK = threading.RLock()
+_THREADS_LOCK = threading.Lock()
+_threads_users = 0
+_threads_saved = None
+_per_thread = None
+
+
+def _thread_counts_are_per_thread():
+    """Whether ``torch.set_num_threads`` in one Python thread leaves the others alone.
+
+    It does with torch's OpenMP backend (the default of the Linux, Windows
+    and macOS wheels: OpenMP keeps the count per thread) and does not with
+    its native thread pool. Found once by setting a count in a helper thread.
+    """
+    global _per_thread
+    if _per_thread is None:
+        before = torch.get_num_threads()
+        other = 1 if before != 1 else 2
+        helper = threading.Thread(target=torch.set_num_threads, args=(other,))
+        helper.start()
+        helper.join()
+        _per_thread = torch.get_num_threads() == before
+        if not _per_thread:
+            torch.set_num_threads(before)
+    return _per_thread
 
 
 @contextlib.contextmanager
 def torch_threads(n_threads):
     """Use ``n_threads`` intra-op threads for the duration of the block.
 
-    torch's thread count is process-wide; it is restored on exit. ``None``
-    leaves it untouched.
+    The count is restored afterwards. Where torch keeps one count per
+    thread (its default OpenMP backend), each block restores its own
+    thread's count; where the count is process-wide, blocks that overlap
+    from several threads share it, and the last one to end restores the
+    count the first one found. ``None`` leaves it untouched.
     """
+    global _threads_users, _threads_saved
     if n_threads is None:
         yield
         return
     with _THREADS_LOCK:
+        per_thread = _thread_counts_are_per_thread()
         previous = torch.get_num_threads()
+        if not per_thread:
+            if _threads_users == 0:
+                _threads_saved = previous
+            _threads_users += 1
         if previous != n_threads:
             torch.set_num_threads(n_threads)
     try:
         yield
     finally:
         with _THREADS_LOCK:
-            if torch.get_num_threads() != previous:
-                torch.set_num_threads(previous)
+            if per_thread:
+                restore = previous
+            else:
+                _threads_users -= 1
+                restore = _threads_saved if _threads_users == 0 else None
+            if restore is not None and torch.get_num_threads() != restore:
+                torch.set_num_threads(restore)
 
 
 def state_dict_to_cpu(module):

@@ -1,49 +1,38 @@
 """The one training loop shared by every skae estimator.
 
-An estimator hands the engine a built network, a loss function and an
-optimizer; the engine knows nothing else about it. The loop is a chain of
-small steps, as in skorch: :func:`fit_loop` runs epochs and decides when to
-stop, :meth:`Trainer.run_epoch` runs one pass over index batches of a seeded
-permutation, and :meth:`Trainer.train_step` does one optimizer step.
+An estimator hands the engine a built network, a loss function, an optimizer
+and a source of batches; the engine knows nothing else about it and speaks
+only of its own arguments. The loop is a chain of small steps, as in skorch:
+:func:`fit_loop` runs epochs and decides when to stop, :meth:`Trainer.run_epoch`
+runs one pass over the batches of a :class:`TensorSource` in a seeded order,
+and :meth:`Trainer.train_step` does one optimizer step.
 
-Data arrive as one float32 tensor already on the device; batches are taken by
-indexing it, so there is no per-sample Python and no DataLoader.
+In-memory data arrive as one float32 tensor already on the device; batches are
+taken by indexing it, so there is no per-sample Python and no DataLoader.
 """
 
 import contextlib
 import math
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ._callbacks import EpochRecord, TrainingSummary
+
 
 class TrainingDivergedError(ValueError):
-    """The training loss became NaN or infinite."""
+    """Training produced a loss, a validation score or weights that are not finite.
 
-
-@dataclass
-class EpochInfo:
-    """What a callback sees at the end of an epoch."""
-
-    epoch: int
-    loss: float
-    parts: dict
-    validation_score: float | None
-    improved: bool
-
-
-@dataclass
-class History:
-    """The record of one call of :func:`fit_loop`."""
-
-    loss_curve: list = field(default_factory=list)
-    parts_curves: dict = field(default_factory=dict)
-    validation_scores: list = field(default_factory=list)
-    best_loss: float = math.inf
-    best_validation_score: float = -math.inf
-    n_epochs: int = 0
-    stopped_early: bool = False
+    Raised by ``fit`` and ``partial_fit``, which then leave the estimator as
+    it was before the call. The usual causes are input that is not scaled
+    (use :class:`~sklearn.preprocessing.StandardScaler` or
+    :class:`~sklearn.preprocessing.MinMaxScaler`) and a learning rate that is
+    too high (lower ``learning_rate_init``).
+    """
 
 
 class Adam:
@@ -80,8 +69,9 @@ class Adam:
         # first and second moments; built on the first step.
         self._moments = [None] * len(self.param_groups)
         self._plan = self._plan_key = None
-        device = self.param_groups[0]["params"][0].device
-        self._fused = hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda", "mps")
+        device = self.param_groups[0]["params"][0].device if self.param_groups else None
+        self._fused = (hasattr(torch, "_fused_adam_") and device is not None
+                       and device.type in ("cpu", "cuda", "mps"))
 
     def zero_grad(self):
         for group in self.param_groups:
@@ -153,10 +143,11 @@ class Adam:
                         eps=self.eps, amsgrad=False, maximize=False,
                     )
                     continue
-                except NotImplementedError:
-                    # No fused kernel for this device (e.g. older MPS builds):
-                    # dispatch fails before anything is written, so the plain
-                    # formula can take this step and every later one.
+                except Exception:  # noqa: BLE001 - any failure of a private op
+                    # No fused kernel for this device or torch build (older
+                    # releases, MPS), or a changed private signature: the op
+                    # checks its arguments before it writes anything, so the
+                    # plain formula can take this step and every later one.
                     self._fused = False
             self._reference_step(params, grads, exp_avgs, exp_avg_sqs, steps, lr, weight_decay)
 
@@ -204,14 +195,79 @@ class Adam:
 
 
 def make_optimizer(module, learning_rate, alpha):
-    """:class:`Adam` with L2 penalty ``alpha`` on weights (not biases or norms)."""
+    """:class:`Adam` over the trainable parameters, with L2 penalty ``alpha`` on
+    weights (not on biases or normalisation parameters)."""
     decay, no_decay = [], []
     for name, parameter in module.named_parameters():
+        if not parameter.requires_grad:
+            continue
         (decay if parameter.ndim > 1 and name.endswith("weight") else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": alpha, "decayed": True},
               {"params": no_decay, "weight_decay": 0.0, "decayed": False}]
     return Adam([group for group in groups if group["params"]], lr=learning_rate)
 
+
+# --------------------------------------------------------------------------- #
+# Loop helpers.
+
+def n_held_out(n_rows, fraction):
+    """Rows held out for validation: ``ceil(fraction * n_rows)``."""
+    return math.ceil(fraction * n_rows)
+
+
+def split_rows(n_rows, fraction, generator):
+    """A seeded split into ``(kept, held_out)`` row indices (CPU tensors)."""
+    order = torch.randperm(n_rows, generator=generator)
+    n_validation = n_held_out(n_rows, fraction)
+    return order[n_validation:], order[:n_validation]
+
+
+def resolve_batch_size(batch_size, n_rows, auto=200):
+    """``"auto"`` is ``min(auto, n_rows)``; any size is clipped to ``n_rows``."""
+    return min(auto if batch_size == "auto" else batch_size, n_rows)
+
+
+class TensorSource:
+    """Training rows held as one tensor on the device (and targets), batched by index.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_rows, ...)
+    y : torch.Tensor of shape (n_rows, ...) or None
+    """
+
+    def __init__(self, X, y=None):
+        self.X = X
+        self.y = y
+
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+    def take(self, index):
+        """The rows at ``index`` (a CPU index tensor), as a new source."""
+        index = index.to(self.X.device)
+        return TensorSource(self.X.index_select(0, index),
+                            None if self.y is None else self.y.index_select(0, index))
+
+    def batches(self, batch_size, generator=None):
+        """``(X_batch, y_batch)`` pairs covering every row once, in a random
+        order drawn from ``generator``, or in order when it is None."""
+        X, y, n_rows = self.X, self.y, self.n_rows
+        order = None if generator is None else torch.randperm(
+            n_rows, generator=generator).to(X.device)
+        for start in range(0, n_rows, batch_size):
+            stop = min(start + batch_size, n_rows)
+            if order is None:
+                yield X[start:stop], None if y is None else y[start:stop]
+            else:
+                # index_select copies whole rows; X[index] is ~3x slower per batch.
+                index = order[start:stop]
+                yield X.index_select(0, index), None if y is None else y.index_select(0, index)
+
+
+# --------------------------------------------------------------------------- #
+# One step, one epoch.
 
 class Trainer:
     """Runs minibatch training of one module with one loss.
@@ -225,24 +281,27 @@ class Trainer:
         where ``loss`` is a scalar tensor (mean over the batch) and ``parts``
         a dict of named scalar tensors to record per epoch (may be empty).
         ``generator`` is a device generator for any noise the loss draws.
-    optimizer : torch.optim.Optimizer
+    optimizer : Adam
     batch_size : int
-    shuffle : bool
-    shuffle_generator : torch.Generator
-        CPU generator for the batch permutation.
-    noise_generator : torch.Generator
+    shuffle_generator : torch.Generator or None
+        CPU generator for the order of the rows in every epoch; None keeps
+        the rows in order.
+    noise_generator : torch.Generator or None
         Generator on the module's device, passed to ``loss_fn``.
     """
 
-    def __init__(self, module, loss_fn, optimizer, *, batch_size, shuffle,
-                 shuffle_generator, noise_generator):
+    def __init__(self, module, loss_fn, optimizer, *, batch_size, shuffle_generator=None,
+                 noise_generator=None):
         self.module = module
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.batch_size = batch_size
-        self.shuffle = shuffle
         self.shuffle_generator = shuffle_generator
         self.noise_generator = noise_generator
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.param_groups[0]["lr"] if self.optimizer.param_groups else math.nan
 
     def train_step(self, X_batch, y_batch):
         self.optimizer.zero_grad()
@@ -251,100 +310,261 @@ class Trainer:
         self.optimizer.step()
         return loss.detach(), parts
 
-    def run_epoch(self, X, y=None):
-        """One pass over ``X`` (and ``y``); returns the mean loss and parts."""
-        n_samples = X.shape[0]
-        if self.shuffle:
-            order = torch.randperm(n_samples, generator=self.shuffle_generator).to(X.device)
-        else:
-            order = None
+    def run_epoch(self, source, stop_requested=lambda: False):
+        """One pass over ``source``; returns the mean loss and parts.
+
+        ``stop_requested()`` is asked after every batch; when it says yes the
+        epoch ends there, and the means cover the rows it trained on.
+        """
         self.module.train()
-        total = torch.zeros((), device=X.device)
+        total = None
         part_totals = {}
-        for start in range(0, n_samples, self.batch_size):
-            stop = min(start + self.batch_size, n_samples)
-            if order is None:
-                X_batch = X[start:stop]
-                y_batch = None if y is None else y[start:stop]
-            else:
-                # index_select copies whole rows; X[index] is ~3x slower per batch.
-                index = order[start:stop]
-                X_batch = X.index_select(0, index)
-                y_batch = None if y is None else y.index_select(0, index)
+        n_seen = 0
+        for X_batch, y_batch in source.batches(self.batch_size, self.shuffle_generator):
             loss, parts = self.train_step(X_batch, y_batch)
-            weight = stop - start
-            total += loss * weight
+            weight = X_batch.shape[0]
+            n_seen += weight
+            total = loss * weight if total is None else total + loss * weight
             for name, value in parts.items():
                 value = value.detach() * weight
                 part_totals[name] = part_totals[name] + value if name in part_totals else value
+            if stop_requested():
+                break
         self.module.eval()
         # One synchronisation per epoch, not per step.
-        mean_loss = total.item() / n_samples
-        parts = {name: value.item() / n_samples for name, value in part_totals.items()}
-        if not math.isfinite(mean_loss):
-            raise TrainingDivergedError(
-                f"The training loss became {mean_loss} (not finite). Scale the "
-                "input (e.g. with StandardScaler or MinMaxScaler) or lower "
-                "learning_rate_init."
-            )
+        mean_loss = total.item() / n_seen
+        parts = {name: value.item() / n_seen for name, value in part_totals.items()}
         return mean_loss, parts
 
 
-def fit_loop(trainer, X, y=None, *, max_iter, tol, n_iter_no_change,
-             validation=None, callbacks=(), first_epoch=1):
+@dataclass
+class Validation:
+    """What early stopping scores each epoch on.
+
+    ``score_fn(module, X_batch, y_batch)`` returns one score per row
+    (greater is better); the epoch's score is their mean over ``source``,
+    computed in batches of ``batch_size`` rows without gradients.
+    """
+
+    score_fn: object
+    source: TensorSource
+    batch_size: int
+
+    def score(self, module):
+        module.eval()
+        total, n_rows = 0.0, 0
+        with torch.inference_mode():
+            for X_batch, y_batch in self.source.batches(self.batch_size):
+                total += float(self.score_fn(module, X_batch, y_batch).sum())
+                n_rows += X_batch.shape[0]
+        return total / n_rows
+
+
+# --------------------------------------------------------------------------- #
+# Interrupts.
+
+class _InterruptFlag:
+    requested = False
+
+
+_active_flag = None
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Turn Ctrl-C (SIGINT) into a request that the loop honours between batches.
+
+    Yields a flag whose ``requested`` becomes True on the first SIGINT; a
+    second one raises :class:`KeyboardInterrupt` at once. Only the main
+    thread receives signals, and only torch's default handler is replaced
+    (a handler installed by the user or a framework is left alone); nested
+    loops share the outer flag.
+    """
+    global _active_flag
+    if _active_flag is not None or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield _active_flag or _InterruptFlag()
+        return
+    flag = _InterruptFlag()
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    _active_flag = flag
+    try:
+        yield flag
+    finally:
+        _active_flag = None
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------- #
+# The epoch loop.
+
+@dataclass
+class History:
+    """The record of one call of :func:`fit_loop`."""
+
+    loss_curve: list = field(default_factory=list)
+    parts_curves: dict = field(default_factory=dict)
+    validation_scores: list = field(default_factory=list)
+    best_loss: float = math.inf
+    best_validation_score: float = -math.inf
+    best_epoch: int | None = None
+    n_epochs: int = 0
+    stop_reason: str = "max_iter"
+    message: str = ""
+
+    @property
+    def stopped_early(self):
+        return self.stop_reason != "max_iter"
+
+
+def _notify(callbacks, hook, *args, **kwargs):
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            method(*args, **kwargs)
+
+
+def _check_finite(value, what, epoch):
+    if not math.isfinite(value):
+        raise TrainingDivergedError(f"The {what} became {value} (not finite) in epoch {epoch}.")
+
+
+def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=None,
+             callbacks=(), first_epoch=1, phase="fit", name="model", single_call=False):
     """Train for up to ``max_iter`` epochs, stopping as scikit-learn's MLP does.
 
     Without ``validation``, training stops once the training loss has not
-    improved by at least ``tol`` for ``n_iter_no_change`` consecutive epochs.
-    With ``validation=(score_fn, X_val, y_val)`` the same rule applies to the
-    validation score (greater is better), and the weights of the best epoch
-    are restored at the end.
+    improved by more than ``tol`` for ``n_iter_no_change`` consecutive
+    epochs. With a :class:`Validation` the same rule applies to its score
+    (greater is better), and the weights of the best epoch are restored at
+    the end.
 
-    Each callback is called as ``callback(EpochInfo)`` at the end of every
-    epoch; a truthy return value stops training.
+    Each callback is called as ``callback(EpochRecord)`` after every epoch; a
+    truthy return value stops training. Callbacks with ``on_train_begin`` and
+    ``on_train_end`` methods (see :class:`skae.Callback`) hear of the phase's
+    start and end. ``single_call`` marks a one-epoch call (``partial_fit``):
+    the records then say ``max_iter=None``.
+
+    A first Ctrl-C (SIGINT) ends training after the current batch, keeping
+    (with validation: restoring the best of) the weights so far; during the
+    first epoch of the call it raises :class:`KeyboardInterrupt` instead.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss, the validation score or a weight is not finite.
     """
     history = History()
+    module = trainer.module
     best_state = None
-    no_improvement = 0
     best_criterion = -math.inf
-    for epoch in range(first_epoch, first_epoch + max_iter):
-        loss, parts = trainer.run_epoch(X, y)
-        history.n_epochs += 1
-        history.loss_curve.append(loss)
-        for name, value in parts.items():
-            history.parts_curves.setdefault(name, []).append(value)
-        history.best_loss = min(history.best_loss, loss)
-        if validation is not None:
-            score_fn, X_val, y_val = validation
-            score = float(score_fn(trainer.module, X_val, y_val))
-            if not math.isfinite(score):
-                raise TrainingDivergedError(
-                    f"The validation score became {score} (not finite). Scale the "
-                    "input or lower learning_rate_init."
-                )
-            history.validation_scores.append(score)
-            criterion = score
-        else:
+    no_improvement = 0
+    last_epoch = first_epoch + max_iter - 1
+    criterion_name = "training loss" if validation is None else "validation score"
+    _notify(callbacks, "on_train_begin", name=name, phase=phase, n_samples=source.n_rows,
+            batch_size=trainer.batch_size, max_iter=None if single_call else last_epoch)
+    with deferred_interrupts() as interrupt:
+        for epoch in range(first_epoch, last_epoch + 1):
+            started = time.perf_counter()
+            loss, parts = trainer.run_epoch(source, lambda: interrupt.requested)
+            if interrupt.requested and epoch == first_epoch:
+                interrupt.requested = False
+                raise KeyboardInterrupt
+            _check_finite(loss, "training loss", epoch)
+            history.n_epochs += 1
+            history.loss_curve.append(loss)
+            for part, value in parts.items():
+                history.parts_curves.setdefault(part, []).append(value)
+            history.best_loss = min(history.best_loss, loss)
             score = None
             criterion = -loss
-        improved = criterion > best_criterion + tol
-        if criterion > best_criterion:
-            best_criterion = criterion
             if validation is not None:
-                history.best_validation_score = score
-                best_state = {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
-        no_improvement = 0 if improved else no_improvement + 1
-        info = EpochInfo(epoch, loss, parts, score, improved)
-        stop_requested = any([bool(callback(info)) for callback in callbacks])
-        if no_improvement > n_iter_no_change:
-            history.stopped_early = True
-            break
-        if stop_requested:
-            history.stopped_early = True
-            break
+                score = validation.score(module)
+                _check_finite(score, "validation score", epoch)
+                history.validation_scores.append(score)
+                criterion = score
+            improved = criterion > best_criterion + tol
+            if criterion > best_criterion:
+                best_criterion = criterion
+                history.best_epoch = epoch
+                if validation is not None:
+                    history.best_validation_score = score
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            no_improvement = 0 if improved else no_improvement + 1
+            record = EpochRecord(
+                phase=phase, epoch=epoch, max_iter=None if single_call else last_epoch,
+                loss=loss, parts=dict(parts), validation_score=score, improved=improved,
+                seconds=time.perf_counter() - started, learning_rate=trainer.learning_rate)
+            stop_requested = any([bool(callback(record)) for callback in callbacks])
+            n_done = epoch - first_epoch + 1
+            if interrupt.requested:
+                interrupt.requested = False  # honoured; an outer phase may go on
+                history.stop_reason = "interrupted"
+                history.message = f"interrupted (KeyboardInterrupt) after {n_done} epochs"
+                break
+            if no_improvement > n_iter_no_change:
+                history.stop_reason = "converged"
+                history.message = (
+                    f"converged after {n_done} epochs (the {criterion_name} did not improve "
+                    f"by more than tol={tol:g} for {n_iter_no_change} epochs)")
+                break
+            if stop_requested:
+                history.stop_reason = "callback"
+                history.message = f"stopped by a callback after {n_done} epochs"
+                break
+        else:
+            history.message = (f"one epoch over {source.n_rows} samples" if single_call else
+                               f"max_iter={max_iter} reached after {max_iter} epochs")
     if best_state is not None:
-        trainer.module.load_state_dict(best_state)
+        module.load_state_dict(best_state)
+        history.message += (f"; kept the weights of epoch {history.best_epoch} (best "
+                            f"validation score {history.best_validation_score:.6g})")
+    for parameter_name, parameter in module.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise TrainingDivergedError(
+                f"The weights ({parameter_name}) stopped being finite by epoch "
+                f"{first_epoch + history.n_epochs - 1}.")
+    _notify(callbacks, "on_train_end", TrainingSummary(
+        name=name, phase=phase, n_epochs=history.n_epochs, reason=history.stop_reason,
+        message=history.message))
     return history
+
+
+# --------------------------------------------------------------------------- #
+# Inference.
+
+def widest_row(module, n_features):
+    """The most values one input row occupies in the input or any layer's output.
+
+    Found by running one zero row through ``module`` (in eval mode, without
+    gradients) and recording every submodule's output; used to size the
+    row chunks of inference.
+    """
+    widths = [n_features]
+
+    def record(_module, _inputs, output):
+        for tensor in output if isinstance(output, tuple) else (output,):
+            if isinstance(tensor, torch.Tensor) and tensor.ndim > 0:
+                widths.append(tensor[0].numel())
+
+    device = next(module.parameters()).device
+    was_training = module.training
+    handles = [submodule.register_forward_hook(record) for submodule in module.modules()]
+    try:
+        module.eval()
+        with torch.inference_mode():
+            module(torch.zeros(1, n_features, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
+    return max(widths)
 
 
 # Row results of CPU BLAS (MKL) depend on more than the row: very few rows, or

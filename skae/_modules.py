@@ -1,9 +1,9 @@
-"""The torch networks behind skae's estimators.
+"""The torch networks behind skae's estimators, and the noise of their inputs.
 
-Plain :class:`torch.nn.Module` classes with no scikit-learn imports. The
-estimators build them on the ``meta`` device and initialise them with
-:func:`initialize_parameters` from their own generator, so that building a
-network never consumes torch's global random state.
+Plain :class:`torch.nn.Module` classes and tensor functions with no
+scikit-learn imports. The estimators build networks on the ``meta`` device and
+initialise them with :func:`initialize_parameters` from their own generator,
+so that building a network never consumes torch's global random state.
 """
 
 import math
@@ -55,6 +55,27 @@ class MLPAutoencoder(nn.Module):
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
+
+
+def corrupt(X, noise, noise_level, generator):
+    """``X`` with ``noise`` of strength ``noise_level`` drawn from ``generator``.
+
+    ``"gaussian"`` adds zero-mean noise of standard deviation ``noise_level``;
+    ``"dropout"`` zeroes each entry with probability ``noise_level`` and
+    scales the kept ones by ``1 / (1 - noise_level)``, as
+    :class:`torch.nn.Dropout` does, so the expected input is unchanged.
+    ``noise=None`` or ``noise_level=0`` returns ``X`` itself.
+    """
+    if noise is None or noise_level == 0:
+        return X
+    if noise == "gaussian":
+        return X + noise_level * torch.randn(
+            X.shape, generator=generator, device=X.device, dtype=X.dtype)
+    if noise == "dropout":
+        # torch.nn.functional.dropout takes no generator, so the mask is drawn here.
+        keep = torch.rand(X.shape, generator=generator, device=X.device) >= noise_level
+        return X * keep / (1.0 - noise_level)
+    raise ValueError(f"noise must be 'gaussian', 'dropout' or None, got {noise!r}.")
 
 
 def initialize_parameters(module, generator):
@@ -246,6 +267,15 @@ class EncoderClassifier(nn.Module):
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+
+    def set_code_statistics(self, mean, scale):
+        """Standardise codes with this mean and scale (a constant code is only centred)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        scale = torch.as_tensor(scale, dtype=torch.float32)
+        scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
+        with torch.no_grad():
+            self.standardize.mean.copy_(mean)
+            self.standardize.scale.copy_(scale)
 
     def codes(self, X):
         """The encoder's codes, before standardisation."""

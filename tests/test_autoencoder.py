@@ -87,14 +87,16 @@ def test_pipeline_into_tsne(digits):
     assert np.isfinite(embedding).all()
 
 
-def test_grid_search_over_latent_size_with_default_scoring(blobs):
-    pipe = Pipeline([("ae", AutoencoderTransformer(hidden_layer_sizes=(), activation="identity",
-                                                   learning_rate_init=0.01, max_iter=200,
+def test_grid_search_with_default_scoring_prefers_the_better_fit(blobs):
+    # The default score is minus the held-out reconstruction error: a network
+    # trained at a useful learning rate beats one left near its random start.
+    pipe = Pipeline([("ae", AutoencoderTransformer(n_components=3, hidden_layer_sizes=(),
+                                                   activation="identity", max_iter=100,
                                                    random_state=0))])
-    search = GridSearchCV(pipe, {"ae__n_components": [1, 3]}, cv=3).fit(blobs)
-    # The data has three latent directions: three codes reconstruct better.
-    assert search.best_params_ == {"ae__n_components": 3}
-    assert search.cv_results_["mean_test_score"][1] > search.cv_results_["mean_test_score"][0]
+    search = GridSearchCV(pipe, {"ae__learning_rate_init": [1e-6, 1e-2]}, cv=3).fit(blobs)
+    assert search.best_params_ == {"ae__learning_rate_init": 1e-2}
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[1] > scores[0] and np.all(scores < 0)
 
 
 def test_pandas_in_and_out(blobs):
@@ -255,6 +257,7 @@ def test_convergence_warning_only_when_max_iter_is_reached(blobs):
     assert ae.n_iter_ == 4
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_best_weights(digits):
     X, _ = digits
     ae = AutoencoderTransformer(n_components=4, hidden_layer_sizes=(32,), max_iter=300,
@@ -291,6 +294,7 @@ def test_partial_fit_keeps_optimizer_state(blobs):
     assert_same_params(fitted_params(by_fit), fitted_params(streamed))
 
 
+@pytest.mark.slow
 def test_partial_fit_over_blocks_learns(digits):
     X, _ = digits
     ae = AutoencoderTransformer(n_components=8, hidden_layer_sizes=(32,), random_state=0)
@@ -304,11 +308,16 @@ def test_partial_fit_over_blocks_learns(digits):
     assert ae.score(X) > 1.1 * by_fit.score(X)
 
 
-def test_verbose_prints_one_line_per_epoch(blobs, capsys):
+def test_verbose_prints_a_table_of_epochs_and_why_training_stopped(blobs, capsys):
     AutoencoderTransformer(verbose=True, early_stopping=True, **FAST).fit(blobs)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5
-    assert re.match(r"Epoch 1, loss = [\d.e+-]+, validation score = -[\d.e+-]+, [\d.]+ s", lines[0])
+    assert lines[0] == "AutoencoderTransformer (fit): 108 samples, batch size 108, up to 5 epochs"
+    assert lines[1].split() == ["epoch", "train", "loss", "valid", "score", "lr", "time"]
+    rows = lines[3:-1]
+    assert len(rows) == 5
+    assert re.match(r"\s+1\s+[\d.e+-]+\s+-[\d.e+-]+\s+0.001\s+[\d.]+s", rows[0])
+    assert re.match(r"AutoencoderTransformer \(fit\): max_iter=5 reached after 5 epochs; kept "
+                    r"the weights of epoch \d \(best validation score -[\d.]+\)", lines[-1])
 
 
 # --------------------------------------------------------------------------- #
@@ -357,7 +366,7 @@ def test_transform_does_not_depend_on_chunk_size(blobs, monkeypatch):
     ae = AutoencoderTransformer(**FAST).fit(blobs)
     reference = ae.transform(blobs), ae.score_samples(blobs)
     monkeypatch.setattr(skae._base, "_CHUNK_FLOATS", 7 * 16)  # 7 rows -> 8-row chunks
-    assert ae._chunk_size() == 7
+    assert ae._chunk_rows() == 7
     assert_array_equal(ae.transform(blobs), reference[0])
     assert_array_equal(ae.score_samples(blobs), reference[1])
     for row in range(0, 120, 17):
@@ -397,6 +406,7 @@ def test_shapes_and_determinism_property(n_rows, n_features, n_components):
 # --------------------------------------------------------------------------- #
 # A linear autoencoder finds the PCA subspace.
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @example(seed=142, n_features=3, n_components=2)  # needed the full-batch epochs
 @given(seed=st.integers(0, 2**16), n_features=st.integers(3, 10), n_components=st.integers(1, 3))
@@ -437,11 +447,10 @@ def test_pickle_and_joblib_round_trip(blobs, tmp_path):
     assert_array_equal(restored.transform(blobs), codes)
     joblib.dump(ae, tmp_path / "ae.joblib")
     assert_array_equal(joblib.load(tmp_path / "ae.joblib").transform(blobs), codes)
-    # The pickle holds state dicts of CPU tensors, not live modules.
-    state = ae.__getstate__()
-    assert isinstance(state["module_"], dict)
-    assert all(t.device.type == "cpu" for t in state["module_"].values())
-    assert ae.module_ is not state["module_"]  # the live estimator is untouched
+    # The pickle holds NumPy arrays, not torch objects.
+    state = ae.__getstate__()["_training"]
+    assert all(isinstance(a, np.ndarray) for a in state["module"].values())
+    assert isinstance(ae._training, skae._base.TrainingState)  # the live estimator is untouched
     # A clone is unfitted and a refit gives the same model.
     assert_array_equal(clone(ae).fit(blobs).transform(blobs), codes)
 
@@ -452,7 +461,8 @@ def test_model_from_a_missing_device_loads_on_cpu_with_warning(blobs, monkeypatc
     real_getstate = AutoencoderTransformer.__getstate__
 
     def getstate_as_if_on_gpu(self):
-        return {**real_getstate(self), "device_": "cuda:3"}
+        state = real_getstate(self)
+        return {**state, "_training": {**state["_training"], "device": "cuda:3"}}
 
     monkeypatch.setattr(AutoencoderTransformer, "__getstate__", getstate_as_if_on_gpu)
     payload = pickle.dumps(ae)

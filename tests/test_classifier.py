@@ -139,6 +139,7 @@ def test_early_stopping_on_labelled_rows(blobs):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
 
 
+@pytest.mark.slow
 def test_works_with_the_convolutional_autoencoder(digits_split):
     X_train, X_test, y_train, y_test = digits_split
     y_partial = y_train.copy()
@@ -161,6 +162,7 @@ def test_encoder_returning_a_tuple_is_read_through_its_first_element(blobs):
     assert clf.predict_proba(blobs[0]).shape == (blobs[0].shape[0], 3)
 
 
+@pytest.mark.slow
 def test_pretraining_is_not_worse_than_scratch_with_few_labels(digits_split):
     # 2% of the labels (25 rows). benchmarks/bench_pretraining.py measured a
     # mean gain of about +0.04 over three seeds for the frozen encoder, with a

@@ -120,6 +120,7 @@ def test_warm_start_refuses_a_new_image_shape():
         cae.fit(X)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_components", [4, 8])
 def test_reconstructs_held_out_digits_better_than_pca(digits, n_components):
     X_train, X_test = train_test_split(digits, test_size=0.25, random_state=0)

@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skae import AutoencoderTransformer, DenoisingAutoencoder
-from skae._denoising import corrupt
+from skae._modules import corrupt
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -32,6 +32,7 @@ def fast(**params):
     return DenoisingAutoencoder(**{**defaults, **params})
 
 
+@pytest.mark.slow
 def test_denoises_better_than_plain_autoencoder(digits):
     # A network wide enough to copy its input (a 32-d code of 64 pixels)
     # learns to pass noise through when trained on clean images; trained on

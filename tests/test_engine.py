@@ -9,8 +9,10 @@ from numpy.testing import assert_array_equal
 
 from skae._engine import (
     Adam,
+    TensorSource,
     Trainer,
     TrainingDivergedError,
+    Validation,
     fit_loop,
     make_optimizer,
     predict_in_chunks,
@@ -103,8 +105,8 @@ def test_creating_and_stepping_adam_does_not_import_dynamo():
 def _trainer(network, loss_fn, batch_size=16, shuffle=True):
     return Trainer(network, loss_fn, Adam([{"params": list(network.parameters()),
                                             "weight_decay": 0.0}], lr=0.01),
-                   batch_size=batch_size, shuffle=shuffle,
-                   shuffle_generator=torch.Generator().manual_seed(0),
+                   batch_size=batch_size,
+                   shuffle_generator=torch.Generator().manual_seed(0) if shuffle else None,
                    noise_generator=torch.Generator().manual_seed(0))
 
 
@@ -120,7 +122,8 @@ def test_epoch_mean_loss_is_weighted_by_batch_size():
         seen.append(X.shape[0])
         return torch.tensor(float(X.shape[0]), requires_grad=True), {}
 
-    loss, _ = _trainer(network, loss_fn, batch_size=16).run_epoch(torch.zeros(40, 7))
+    loss, _ = _trainer(network, loss_fn, batch_size=16).run_epoch(
+        TensorSource(torch.zeros(40, 7)))
     assert seen == [16, 16, 8]
     assert loss == pytest.approx((16 * 16 + 16 * 16 + 8 * 8) / 40)
 
@@ -134,7 +137,7 @@ def test_every_row_is_seen_once_per_epoch_in_a_seeded_order():
         return (module(X) ** 2).mean(), {}
 
     for _ in range(2):
-        _trainer(torch.nn.Linear(1, 1), loss_fn).run_epoch(rows)
+        _trainer(torch.nn.Linear(1, 1), loss_fn).run_epoch(TensorSource(rows))
     first, second = orders[:50], orders[50:]
     assert sorted(first) == list(range(50))
     assert first == second  # same seed, same permutation
@@ -145,15 +148,16 @@ def test_non_finite_loss_raises():
     def loss_fn(module, X, y, generator):
         return (module(X) * math.inf).sum(), {}
 
-    with pytest.raises(TrainingDivergedError, match="not finite"):
-        _trainer(torch.nn.Linear(3, 3), loss_fn).run_epoch(torch.ones(10, 3))
+    with pytest.raises(TrainingDivergedError, match="training loss became .* in epoch 1"):
+        fit_loop(_trainer(torch.nn.Linear(3, 3), loss_fn), TensorSource(torch.ones(10, 3)),
+                 max_iter=3, tol=0.0, n_iter_no_change=3)
 
 
 def test_fit_loop_stops_like_mlp_and_records_parts():
     network = _network()
     X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
-    history = fit_loop(_trainer(network, _reconstruction), X, max_iter=500, tol=1e9,
-                       n_iter_no_change=3)
+    history = fit_loop(_trainer(network, _reconstruction), TensorSource(X), max_iter=500,
+                       tol=1e9, n_iter_no_change=3)
     # No epoch can improve by 1e9: stop once n_iter_no_change is exceeded.
     assert history.n_epochs == 5 and history.stopped_early
     assert history.parts_curves["half"] == pytest.approx([0.5 * v for v in history.loss_curve])
@@ -167,19 +171,22 @@ def test_fit_loop_restores_the_best_validation_weights():
 
     def score_fn(module, X_val, y_val):
         states.append({k: v.clone() for k, v in module.state_dict().items()})
-        return next(scores)
+        return torch.full((X_val.shape[0],), next(scores))
 
-    history = fit_loop(_trainer(network, _reconstruction), X, max_iter=6, tol=0.0,
-                       n_iter_no_change=10, validation=(score_fn, X, None))
+    history = fit_loop(_trainer(network, _reconstruction), TensorSource(X), max_iter=6, tol=0.0,
+                       n_iter_no_change=10,
+                       validation=Validation(score_fn, TensorSource(X), batch_size=64))
     assert history.best_validation_score == 3.0
     for key, value in network.state_dict().items():
         assert torch.equal(value, states[1][key])
 
 
 def test_callbacks_can_stop_training():
-    history = fit_loop(_trainer(_network(), _reconstruction), torch.randn(20, 7), max_iter=50,
-                       tol=0.0, n_iter_no_change=50, callbacks=[lambda info: info.epoch == 4])
+    history = fit_loop(_trainer(_network(), _reconstruction), TensorSource(torch.randn(20, 7)),
+                       max_iter=50, tol=0.0, n_iter_no_change=50,
+                       callbacks=[lambda record: record.epoch == 4])
     assert history.n_epochs == 4
+    assert history.stop_reason == "callback"
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 8, 13, 1000])
