@@ -21,6 +21,7 @@ differs from plain reconstruction, what its outputs are.
 import contextlib
 import copy
 import math
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -138,10 +139,30 @@ class TrainingState:
         self.batch_size = None
         self.stop_reason = None
         self.row_width = None
+        self._double = None
+        self._lock = threading.Lock()
 
     @property
     def device(self):
         return next(self.module.parameters()).device
+
+    def inference_module(self, dtype, cached=True):
+        """The network to infer in ``dtype``: itself for float32, a float64 copy
+        for float64 (on devices that have float64; MPS has not), made once
+        when ``cached`` (a fitted state's weights no longer change).
+
+        Float64 input is computed in float64, as scikit-learn's transformers
+        keep the input's precision: rows then agree whatever the chunking to
+        far better than scikit-learn's checks ask, on every CPU and BLAS.
+        """
+        if np.dtype(dtype) != np.float64 or self.device.type == "mps":
+            return self.module
+        if not cached:
+            return copy.deepcopy(self.module).to(torch.float64).eval()
+        with self._lock:
+            if self._double is None:
+                self._double = copy.deepcopy(self.module).to(torch.float64).eval()
+            return self._double
 
     def copy(self, device, learning_rate, alpha):
         """A deep copy on ``device`` that can train without touching this one."""
@@ -150,6 +171,7 @@ class TrainingState:
         optimizer.load_state_dict(self.optimizer.state_dict())
         twin = copy.copy(self)
         twin.module, twin.optimizer = module, optimizer
+        twin._double, twin._lock = None, threading.Lock()
         twin.loss_curve = list(self.loss_curve)
         twin.parts_curves = {name: list(curve) for name, curve in self.parts_curves.items()}
         if self.validation_scores is not None:
@@ -158,6 +180,7 @@ class TrainingState:
 
     def record(self, history, *, validating, incremental, batch_size):
         """Add one call's :class:`~skae._engine.History` to the record."""
+        self._double = None  # the weights changed
         self.n_iter += history.n_epochs
         self.loss_curve += history.loss_curve
         for name, curve in history.parts_curves.items():
@@ -495,16 +518,19 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     def _predict(self, function, X, out_dtype=None, state=None):
         """``function(module, rows)`` over row chunks of a validated array, as NumPy.
 
-        ``state`` defaults to the fitted one; the result has ``out_dtype``
-        (default: ``X``'s dtype).
+        Rows are computed in ``X``'s precision (float32 or float64) and
+        returned as ``out_dtype`` (default: ``X``'s dtype). ``state``
+        defaults to the fitted one; another (one still being prepared) is
+        read as it is now.
         """
-        state = self._training if state is None else state
-        module = state.module
+        fitted = state is None
+        state = self._training if fitted else state
+        module = state.inference_module(X.dtype, cached=fitted)
+        dtype = X.dtype if module is not state.module else np.float32
         with torch_threads(self.n_threads):
-            return predict_in_chunks(
-                lambda chunk: function(module, chunk), X, state.device,
-                self._chunk_rows(state), X.dtype if out_dtype is None else out_dtype,
-                module=module)
+            result = predict_in_chunks(lambda chunk: function(module, chunk), X, state.device,
+                                       self._chunk_rows(state), dtype)
+        return result.astype(X.dtype if out_dtype is None else out_dtype, copy=False)
 
     # ------------------------------------------------------------------ #
     # Tags and pickling.

@@ -567,71 +567,32 @@ def widest_row(module, n_features):
     return max(widths)
 
 
-# Row results of CPU BLAS (MKL) depend on more than the row: very few rows, or
-# odd row counts under threads, take other kernels; and in narrow layers a row
-# whose address is not 16-byte aligned sums in another order, so that a row's
-# result changed (by up to 2e-4 relative, measured) with its position in the
-# batch whenever the row stride was not a multiple of 4 floats. Inference
-# therefore pads each chunk to a multiple of 8 rows, and gives every dense
-# layer on the CPU an input whose row stride is a multiple of 4 floats (a view
-# into a zero-padded copy). Both were measured to give bitwise the same row
-# results for any chunking, row order and memory offset.
-_ROW_ALIGN = 8
-_FLOATS_PER_16_BYTES = 4
-
-
-def _align_rows(module, args):
-    (X,) = args
-    if X.ndim != 2 or X.stride(0) % _FLOATS_PER_16_BYTES == 0 or X.stride(1) != 1:
-        return None
-    width = X.shape[1]
-    padded = torch.nn.functional.pad(X, (0, -width % _FLOATS_PER_16_BYTES))
-    return (padded[:, :width],)
-
-
-@contextlib.contextmanager
-def row_invariant_inference(module, device):
-    """Eval mode, no autograd, and (on the CPU) row-aligned dense layer inputs."""
-    handles = []
-    if torch.device(device).type == "cpu":
-        handles = [layer.register_forward_pre_hook(_align_rows)
-                   for layer in module.modules() if isinstance(layer, torch.nn.Linear)]
-    module.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def predict_in_chunks(function, X, device, chunk_size, out_dtype, *, module=None):
+def predict_in_chunks(function, X, device, chunk_size, dtype):
     """Apply ``function`` to row chunks of the array ``X`` without gradients.
 
-    ``function`` maps a float32 tensor of rows on ``device`` to a tensor with
-    one row per input row; ``module`` is the network it runs (by default
-    ``function`` itself, or the module a bound method belongs to). Results are
-    gathered on the CPU into one NumPy array of ``out_dtype``. Each chunk is
-    copied into a buffer zero-padded to a multiple of ``_ROW_ALIGN`` rows and
-    run under :func:`row_invariant_inference`, so that a row's result does
-    not depend on the chunk it was computed in nor on its place there.
+    ``function`` maps a tensor of rows on ``device`` to a tensor with one row
+    per input row. Each chunk is converted to ``dtype`` (float32 or float64)
+    once, on its way to the device; results are gathered on the CPU into one
+    NumPy array of ``dtype``.
+
+    Rows do not depend on the other rows of their chunk, so results agree
+    whatever the chunk size to rounding: not bitwise, because BLAS kernels
+    (MKL's among them) pick their summation order by matrix size and CPU.
     """
-    if module is None:
-        module = function if isinstance(function, torch.nn.Module) else function.__self__
+    dtype = np.dtype(dtype)
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     n_samples = X.shape[0]
-    chunk_size = max(_ROW_ALIGN, chunk_size - chunk_size % _ROW_ALIGN)
-    staging_rows = min(chunk_size, n_samples + -n_samples % _ROW_ALIGN)
-    staging = torch.zeros((staging_rows, *X.shape[1:]), dtype=torch.float32)
     out = None
-    with row_invariant_inference(module, device):
+    with torch.inference_mode():
         for start in range(0, n_samples, chunk_size):
             rows = X[start:start + chunk_size]
-            n_rows = rows.shape[0]
-            chunk = staging[:n_rows + -n_rows % _ROW_ALIGN]
-            chunk.numpy()[:n_rows] = rows  # one copy, converting to float32
-            chunk[n_rows:] = 0.0
-            result = function(chunk.to(device))[:n_rows].to("cpu")
+            # One copy into memory torch allocated (aligned alike in every
+            # call, so that a repeated call repeats its result bitwise),
+            # converting the dtype on the way.
+            chunk = torch.empty((rows.shape[0], *X.shape[1:]), dtype=torch_dtype)
+            chunk.numpy()[...] = rows
+            result = function(chunk.to(device)).to("cpu")
             if out is None:
-                out = np.empty((n_samples, *result.shape[1:]), dtype=out_dtype)
-            out[start:start + n_rows] = result.numpy()
+                out = np.empty((n_samples, *result.shape[1:]), dtype=dtype)
+            out[start:start + rows.shape[0]] = result.numpy()
     return out
