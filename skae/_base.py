@@ -90,6 +90,32 @@ def _per_row_squared_error(reconstruction, X):
     return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
+def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
+    """:func:`~sklearn.utils.validation.validate_data` to float32/float64, with
+    messages that name the columns at fault and say what to do."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and hasattr(dtypes, "items"):
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        bad = [str(name) for name, dtype in dtypes.items()
+               if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))]
+        if bad:
+            raise ValueError(
+                f"X has non-numeric columns {bad}; {type(estimator).__name__} needs numbers. "
+                "Encode them first (e.g. OneHotEncoder or OrdinalEncoder in a "
+                "ColumnTransformer) or drop them.")
+    try:
+        return validate_data(estimator, X, y, reset=reset, dtype=[np.float32, np.float64],
+                             **kwargs)
+    except ValueError as error:
+        if "could not convert" not in str(error).lower() and \
+                "unable to convert" not in str(error).lower():
+            raise
+        raise ValueError(
+            f"{error}. {type(estimator).__name__} needs numeric input: encode text or "
+            "categories first (e.g. OneHotEncoder or OrdinalEncoder).") from None
+
+
 class RandomStreams:
     """The independent random streams of one training call.
 
@@ -530,6 +556,11 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         with torch_threads(self.n_threads):
             result = predict_in_chunks(lambda chunk: function(module, chunk), X, state.device,
                                        self._chunk_rows(state), dtype)
+        if not np.isfinite(result).all():
+            raise ValueError(
+                f"{type(self).__name__} computed values that are not finite for this input "
+                f"(largest |value| in it: {np.abs(X).max():.3g}): it lies far outside the "
+                "range the model was trained on. Scale it as the training data were.")
         return result.astype(X.dtype if out_dtype is None else out_dtype, copy=False)
 
     # ------------------------------------------------------------------ #
@@ -586,6 +617,19 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     def _check_params(self):
         super()._check_params()
         self._hidden_layer_sizes()
+
+    def _can_learn_identity(self):
+        """Whether nothing in training (noise, a KL term) keeps an overcomplete
+        code from copying its input."""
+        return True
+
+    def _warn_if_overcomplete(self, n_features):
+        if self.n_components >= n_features and self._can_learn_identity():
+            warnings.warn(
+                f"{type(self).__name__}: n_components={self.n_components} is not smaller "
+                f"than the {n_features} input features; such a code can learn to copy its "
+                "input and find no structure. Use fewer components, or a "
+                "DenoisingAutoencoder (noise makes copying useless).", UserWarning)
 
     # ------------------------------------------------------------------ #
     # The network's parts; an autoencoder whose encoder differs overrides these.
@@ -664,8 +708,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     # Data.
 
     def _validate_X(self, X, *, reset):
-        return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64],
-                             ensure_min_samples=1)
+        return validate_numeric(self, X, reset=reset)
 
     def _validate_codes(self, Z):
         Z = check_array(Z, dtype=[np.float32, np.float64], input_name="Z")
@@ -703,6 +746,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             self._check_params()
             continuing = self.warm_start and self.__sklearn_is_fitted__()
             X = self._validate_X(X, reset=not continuing)
+            self._warn_if_overcomplete(X.shape[1])
             self._train(X)
         return self
 
@@ -727,7 +771,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         """
         with self._restored_on_error():
             self._check_params()
-            X = self._validate_X(X, reset=not self.__sklearn_is_fitted__())
+            first_call = not self.__sklearn_is_fitted__()
+            X = self._validate_X(X, reset=first_call)
+            if first_call:
+                self._warn_if_overcomplete(X.shape[1])
             self._train(X, incremental=True)
         return self
 

@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams
+from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams, validate_numeric
 from ._callbacks import InPhase
 from ._device import resolve_device, seed_from_random_state
 from ._modules import EncoderClassifier
@@ -255,7 +255,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         with self._restored_on_error():
             self._check_params()
             device = resolve_device(self.device)
-            X, y = validate_data(self, X, y, reset=True, dtype=[np.float32, np.float64])
+            X, y = validate_numeric(self, X, y, reset=True)
             check_classification_targets(y)
             labelled = ~_unlabelled(y)
             if not labelled.any():
@@ -321,7 +321,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             ``classes_``; each row sums to 1.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        X = validate_numeric(self, X, reset=False)
         proba = self._predict(lambda module, rows: torch.softmax(module(rows), dim=1), X,
                               np.float64)
         return proba / proba.sum(axis=1, keepdims=True)

@@ -46,9 +46,11 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         number of features. None reads a row as a single-channel square
         image when ``n_features`` is a perfect square, and otherwise as a
         single-channel signal of length ``n_features``, so that the defaults
-        work on any table. A 4-D array ``(n_samples, channels, height,
-        width)`` may also be passed to every method taking ``X``; its shape
-        then serves as ``image_shape``.
+        work on any table. Arrays of images, ``(n_samples, channels, height,
+        width)`` or ``(n_samples, height, width)`` (one channel), may also be
+        passed to every method taking ``X``; their shape then serves as
+        ``image_shape`` (a 3-D array is read as ``(n_samples, channels,
+        length)`` when ``image_shape`` has two entries).
     channels : int or tuple of int, default=(16, 32)
         Output channels of the encoder's convolutions, from the input
         inwards; each one halves the spatial size. The decoder uses them in
@@ -263,7 +265,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         return (*super()._architecture(), image_shape, self._channels(), self.kernel_size)
 
     def _resolve_image_shape(self, n_features, given=None):
-        """``image_shape`` for rows of ``n_features`` (``given``: a 4-D input's shape)."""
+        """``image_shape`` for rows of ``n_features`` (``given``: an image array's shape)."""
         if self.image_shape is not None:
             shape = _positive_ints(self.image_shape, "image_shape")
             if math.prod(shape) != n_features:
@@ -282,10 +284,16 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         return (1, side, side) if side * side == n_features else (1, n_features)
 
     def _validate_X(self, X, *, reset):
-        # A 4-D array of images is read as its flattened rows plus a shape.
+        # An array of images, (n, channels, height, width) or (n, height,
+        # width), is read as its flattened rows plus a shape. A 3-D array is
+        # (n, channels, length) when image_shape says signals.
         given = None
-        if getattr(X, "ndim", None) == 4 and hasattr(X, "reshape"):
+        ndim = getattr(X, "ndim", None)
+        if ndim in (3, 4) and hasattr(X, "reshape"):
             given = tuple(int(size) for size in X.shape[1:])
+            signals = self.image_shape is not None and len(tuple(self.image_shape)) == 2
+            if ndim == 3 and not signals:
+                given = (1, *given)
             X = np.asarray(X).reshape(X.shape[0], -1)
         X = super()._validate_X(X, reset=reset)
         if reset:
@@ -307,6 +315,9 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
             self._hidden_layer_sizes(), self.n_components, self.activation)
         return lambda: ConvAutoencoder(image_shape, channels, kernel_size, sizes,
                                        n_components, activation)
+
+    def _can_learn_identity(self):
+        return self.noise is None or self.noise_level == 0
 
     def _training_loss(self, module, X, y, generator):
         noisy = corrupt(X, self.noise, self.noise_level, generator)

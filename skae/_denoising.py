@@ -208,6 +208,9 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         super()._check_params()
         check_noise_level(self.noise, self.noise_level)
 
+    def _can_learn_identity(self):
+        return self.noise_level == 0
+
     def _training_loss(self, module, X, y, generator):
         noisy = corrupt(X, self.noise, self.noise_level, generator)
         return _mean_squared_error(module(noisy), X), {}

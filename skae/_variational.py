@@ -243,6 +243,9 @@ class VariationalAutoencoder(BaseAutoencoder):
             self._hidden_layer_sizes(), self.n_components, self.activation)
         return lambda: MLPVariationalAutoencoder(n_features, sizes, n_components, activation)
 
+    def _can_learn_identity(self):
+        return self.beta == 0
+
     def _training_loss(self, module, X, y, generator):
         mean, log_variance = module.encoder(X)
         # Reparameterisation: z = mean + std * eps keeps the draw differentiable.

@@ -401,6 +401,7 @@ def test_shapes_and_determinism_property(n_rows, n_features, n_components):
     X = np.random.RandomState(n_rows).normal(size=(n_rows, n_features))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*input features")  # overcomplete on purpose
         ae = AutoencoderTransformer(n_components, hidden_layer_sizes=(4,), max_iter=2,
                                     random_state=0).fit(X)
     codes = ae.transform(X)
