@@ -118,7 +118,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         Best of ``validation_scores_``; its weights are the ones kept.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also

@@ -154,7 +154,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         Best of ``validation_scores_``; its weights are the ones kept.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
