@@ -16,7 +16,35 @@ import skae
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "sphinxext"))
 
+from markdown_tables import markdown_to_rst  # noqa: E402
 from offline_inventories import intersphinx_mapping as offline_mapping  # noqa: E402
+
+# The Performance page includes benchmarks/README.md, converted here so that
+# the tables and their method have one source.
+(HERE / "generated").mkdir(exist_ok=True)
+(HERE / "generated" / "benchmarks.inc").write_text(
+    markdown_to_rst((HERE.parent / "benchmarks" / "README.md").read_text()))
+
+
+def _cli_help():
+    """The ``--help`` of ``skae`` and of each command, as literal blocks."""
+    from skae._cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    blocks = [("skae --help", parser.format_help())]
+    blocks += [(f"skae {name} --help", command.format_help())
+               for name, command in commands.items()]
+    text = ""
+    for title, help_text in blocks:
+        text += f"``{title}``\n\n::\n\n" + "".join(
+            f"    {line}\n" if line else "\n" for line in help_text.splitlines()) + "\n"
+    return text
+
+
+# A fixed width, so that the page does not depend on the terminal that built it.
+os.environ["COLUMNS"] = "90"
+(HERE / "generated" / "cli_help.inc").write_text(_cli_help())
 
 project = "skae"
 copyright = "2026, the skae developers"
@@ -65,6 +93,7 @@ if os.environ.get("SKAE_DOCS_ONLINE_INVENTORIES") == "1":
         "torch": ("https://docs.pytorch.org/docs/stable", None),
         "pandas": ("https://pandas.pydata.org/docs", None),
         "joblib": ("https://joblib.readthedocs.io/en/stable", None),
+        "dask_ml": ("https://ml.dask.org", None),
     }
 else:
     intersphinx_mapping = offline_mapping(Path(tempfile.gettempdir()) / "skae-docs-inventories")

@@ -30,19 +30,28 @@ MODELS = {
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
-EPILOG = """\
-examples:
-  skae reduce cells.csv -o codes.csv --keep cell_id --n-components 8 --save model.skops
-  skae reduce table.parquet -o codes.tsv --model vae --hidden 128,64 --max-iter 100
-  skae transform --model model.skops new_cells.csv -o new_codes.csv --keep cell_id
-  skae reconstruct --model model.skops cells.csv -o rebuilt.csv
-  skae score --model model.skops cells.csv -o worst.csv --keep cell_id --top 20
-  skae sample --model vae.skops -n 100 -o synthetic.csv --random-state 0
+EXAMPLES = {
+    "reduce": [
+        "skae reduce cells.csv -o codes.csv --keep cell_id --n-components 8 --save model.skops",
+        "skae reduce table.parquet -o codes.tsv --model vae --hidden 128,64 --max-iter 100",
+    ],
+    "transform": ["skae transform --model model.skops new_cells.csv -o new_codes.csv "
+                  "--keep cell_id"],
+    "reconstruct": ["skae reconstruct --model model.skops cells.csv -o rebuilt.csv"],
+    "score": ["skae score --model model.skops cells.csv -o worst.csv --keep cell_id --top 20"],
+    "sample": ["skae sample --model vae.skops -n 100 -o synthetic.csv --random-state 0"],
+}
 
+FORMATS_NOTE = """\
 Tables are read and written by extension: .csv, .tsv (or .tab), each optionally
 compressed (.gz, .bz2, .xz, .zip, .zst), and .parquet (needs pyarrow). Models
 are saved with skops, whose loading runs no code: pip install "skae[cli]".
-"""
+Errors are one line on stderr ("skae: error: ...") with exit status 2."""
+
+
+def _epilog(*commands):
+    examples = [line for command in commands for line in EXAMPLES[command]]
+    return "examples:\n" + "".join(f"  {line}\n" for line in examples) + "\n" + FORMATS_NOTE
 
 
 class UsageError(Exception):
@@ -515,9 +524,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     parser = _Parser(
         prog="skae",
-        description="Autoencoders on tables: fit, reduce, reconstruct, score and sample rows "
-                    "of CSV, TSV or Parquet files.",
-        epilog=EPILOG,
+        description="Autoencoders on tables: fit, reduce, reconstruct, score and sample\n"
+                    "the rows of CSV, TSV or Parquet files.",
+        epilog=_epilog(*EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
@@ -527,7 +536,7 @@ def build_parser():
 
     def add(name, help_text, function):
         command = commands.add_parser(name, help=help_text, description=help_text,
-                                      epilog=EPILOG,
+                                      epilog=_epilog(name),
                                       formatter_class=argparse.RawDescriptionHelpFormatter)
         command.set_defaults(function=function)
         return command

@@ -60,7 +60,8 @@ PROJECTS = {
             ("sklearn.preprocessing.MinMaxScaler", "py:class"),
             ("sklearn.preprocessing.StandardScaler", "py:class"),
             ("sklearn.preprocessing.OneHotEncoder", "py:class"),
-            ("sklearn.utils.parallel_backend", "py:function"),
+            ("sklearn.semi_supervised.SelfTrainingClassifier", "py:class"),
+            ("sklearn.utils.estimator_checks.parametrize_with_checks", "py:function"),
         ]
     ] + [
         # Labels that scikit-learn's own docstrings (inherited by skae's
@@ -69,6 +70,8 @@ PROJECTS = {
          "Metadata routing"),
         ("df_output_transform", "std:label", "auto_examples/miscellaneous/plot_set_output.html",
          "Introducing the set_output API"),
+        ("sphx_glr_auto_examples_miscellaneous_plot_set_output.py", "std:label",
+         "auto_examples/miscellaneous/plot_set_output.html", "Introducing the set_output API"),
         ("accuracy_score", "std:label", "modules/model_evaluation.html#accuracy-score",
          "Accuracy score"),
         ("meta-estimator", "std:term", "glossary.html#term-meta-estimator", "meta-estimator"),
@@ -79,6 +82,7 @@ PROJECTS = {
         ("torch.device", "py:class", "tensor_attributes.html#$"),
         ("torch.set_num_threads", "py:function", "generated/$.html#$"),
         ("torch.nn.Module", "py:class", "generated/$.html#$"),
+        ("torch.nn.Dropout", "py:class", "generated/$.html#$"),
         ("torch.inference_mode", "py:class", "generated/$.html#$"),
         ("torch.nn.parallel.DistributedDataParallel", "py:class", "generated/$.html#$"),
     ]),
@@ -86,6 +90,9 @@ PROJECTS = {
         ("pandas.DataFrame", "py:class", "reference/api/$.html#$"),
         ("pandas.read_csv", "py:function", "reference/api/$.html#$"),
         ("pandas.read_parquet", "py:function", "reference/api/$.html#$"),
+    ]),
+    "dask_ml": ("https://ml.dask.org", [
+        ("dask_ml.wrappers.Incremental", "py:class", "modules/generated/$.html#$"),
     ]),
     "joblib": ("https://joblib.readthedocs.io/en/stable", [
         ("joblib.parallel_config", "py:class", "generated/$.html#$"),
@@ -103,8 +110,9 @@ def write_inventory(path, project, entries):
         "# The remainder of this file is compressed using zlib.\n"
     )
     # name domain:role priority address display-name ("-": the name itself)
-    body = "".join(f"{name} {role} 1 {address} {display[0] if display else '-'}\n"
-                   for name, role, address, *display in entries)
+    body = "".join(
+        f"{name} {role} 1 {address.replace('$', name)} {display[0] if display else '-'}\n"
+        for name, role, address, *display in entries)
     Path(path).write_bytes(header.encode() + zlib.compress(body.encode()))
 
 
