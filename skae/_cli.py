@@ -475,8 +475,9 @@ def cmd_score(args):
     model, features, kept = _load_inputs(args)
     autoencoder = _autoencoder_of(model)
     with _training_output(args.quiet):
-        seen = np.asarray(_preprocess(model, features), dtype=np.float64)
+        seen = _preprocess(model, features)  # a DataFrame still, without a scaler
         rebuilt = autoencoder.inverse_transform(autoencoder.transform(seen))
+        seen = np.asarray(seen, dtype=np.float64)
     # The mean squared error of each row in the units the autoencoder was
     # trained in (after the saved scaler): higher = more anomalous. For the
     # dense autoencoders it is -score_samples; for a VAE, whose score_samples

@@ -207,6 +207,11 @@ def test_scale_is_part_of_the_saved_model(capsys, table, tmp_path, scale, first_
         assert type(model).__name__ == "AutoencoderTransformer"
     else:
         assert type(model.steps[0][1]).__name__ == first_step
+    for command in ["transform", "reconstruct", "score"]:
+        status, out, err = run(capsys, command, "--model", path, table, "-o",
+                               tmp_path / f"{command}.csv", "--keep", "id")
+        assert status == 0 and out == "", err
+        assert "warning" not in err  # e.g. about feature names lost on the way
 
 
 # ---------------------------------------------------------------------- #
