@@ -550,7 +550,7 @@ def build_parser():
     def keep(command):
         command.add_argument("--keep", metavar="COLUMN", nargs="+", action="extend", default=[],
                              help="columns carried through to the output unchanged (e.g. an id); "
-                                  "not used as features")
+                                  "not used as features (give INPUT before --keep)")
 
     def quiet(command):
         command.add_argument("--quiet", action="store_true",
