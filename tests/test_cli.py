@@ -156,10 +156,10 @@ def test_score_top_keeps_the_worst_rows_first(capsys, saved, tmp_path):
     status, _, err = run(capsys, "score", "--model", saved / "model.skops", saved / "wine.csv",
                          "-o", tmp_path / "all.csv")
     assert status == 0, err
-    result = cli("score", "--model", "model.skops", "wine.csv", "-o", "top.csv", "--keep", "id",
-                 "--top", "5", "--quiet", cwd=saved)
-    assert result.returncode == 0, result.stderr
-    every, top = pd.read_csv(tmp_path / "all.csv"), pd.read_csv(saved / "top.csv")
+    status, _, err = run(capsys, "score", "--model", saved / "model.skops", saved / "wine.csv",
+                         "-o", tmp_path / "top.csv", "--keep", "id", "--top", "5", "--quiet")
+    assert status == 0, err
+    every, top = pd.read_csv(tmp_path / "all.csv"), pd.read_csv(tmp_path / "top.csv")
     assert list(top.columns) == ["row", "id", "reconstruction_error"]
     expected = np.argsort(-every["reconstruction_error"].to_numpy(), kind="stable")[:5]
     assert list(top["row"]) == list(expected)
