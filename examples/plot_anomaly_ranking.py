@@ -1,0 +1,86 @@
+"""
+Ranking anomalies by reconstruction error
+=========================================
+
+An autoencoder trained on mostly normal rows reconstructs the rare odd ones
+worst, so ``-score_samples`` (the per-row reconstruction error) ranks them
+first. Here the "normal" rows are the digits other than 7 and the anomalies a
+few dozen 7s mixed in, unlabelled. The ranking is compared, by ROC AUC, with
+PCA's reconstruction error and with :class:`~sklearn.ensemble.IsolationForest`.
+"""
+
+import os
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from skae import AutoencoderTransformer
+
+# Settings; SKAE_EXAMPLE_QUICK=1 (the tests, quick docs builds) runs small ones.
+QUICK = os.environ.get("SKAE_EXAMPLE_QUICK") == "1"
+OUTPUT = os.environ.get("SKAE_EXAMPLE_OUTPUT", "plot_anomaly_ranking.png")
+MAX_ITER = 10 if QUICK else 200
+warnings.simplefilter("ignore", ConvergenceWarning)
+
+# %%
+# Every digit but the 7s, plus 40 randomly chosen 7s (about 2.4% of the
+# rows), pixels scaled to [0, 1]. The labels are used only to score the
+# rankings, never to fit.
+X, digit = load_digits(return_X_y=True)
+rng = np.random.RandomState(0)
+normal = np.flatnonzero(digit != 7)
+odd = rng.choice(np.flatnonzero(digit == 7), 40, replace=False)
+rows = np.concatenate([normal, odd])
+X, digit = X[rows] / 16.0, digit[rows]
+is_anomaly = digit == 7
+
+# %%
+# Three rankings, each "higher = more anomalous": the autoencoder's per-row
+# mean squared reconstruction error (``-score_samples``), PCA's with the same
+# code size, and the isolation forest's ``-score_samples``.
+n_components = 8
+autoencoder = AutoencoderTransformer(n_components, hidden_layer_sizes=(64,),
+                                     max_iter=MAX_ITER, random_state=0).fit(X)
+pca = PCA(n_components).fit(X)
+forest = IsolationForest(random_state=0).fit(X)
+anomaly_score = {
+    f"autoencoder (k={n_components})": -autoencoder.score_samples(X),
+    f"PCA (k={n_components})": np.mean((pca.inverse_transform(pca.transform(X)) - X) ** 2, axis=1),
+    "isolation forest": -forest.score_samples(X),
+}
+auc = {name: roc_auc_score(is_anomaly, score) for name, score in anomaly_score.items()}
+for name, value in auc.items():
+    print(f"{name:>20}: ROC AUC {value:.3f}")
+
+# %%
+# Left: ROC curves of the three rankings. Right: the 16 rows the autoencoder
+# ranks most anomalous, with their (unused) labels; the 7s are in red.
+fig = plt.figure(figsize=(11, 4.8))
+left = fig.add_subplot(fig.add_gridspec(1, 1, left=0.07, right=0.5, top=0.9, bottom=0.12)[0])
+for name, score in anomaly_score.items():
+    false_positive_rate, true_positive_rate, _ = roc_curve(is_anomaly, score)
+    left.plot(false_positive_rate, true_positive_rate, label=f"{name}: AUC {auc[name]:.3f}")
+left.plot([0, 1], [0, 1], color="gray", linestyle=":", label="chance")
+left.set_xlabel("false positive rate (normal digits flagged)")
+left.set_ylabel("true positive rate (7s found)")
+left.set_title(f"{is_anomaly.sum()} sevens among {len(X)} digits", fontsize="medium")
+left.legend(loc="lower right", fontsize="small")
+
+worst = np.argsort(anomaly_score[f"autoencoder (k={n_components})"])[::-1][:16]
+grid = fig.add_gridspec(4, 4, left=0.58, right=0.97, top=0.86, bottom=0.06, hspace=0.45)
+for position, row in enumerate(worst):
+    ax = fig.add_subplot(grid[position // 4, position % 4])
+    ax.imshow(X[row].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"#{position + 1}: a {digit[row]}", fontsize="small",
+                 color="C3" if is_anomaly[row] else "black")
+fig.text(0.775, 0.95, "Most anomalous rows by the autoencoder", ha="center",
+         fontsize="medium")
+fig.savefig(OUTPUT, dpi=100)
