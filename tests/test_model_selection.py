@@ -203,8 +203,10 @@ def test_picks_the_rank_of_low_rank_data(quiet):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 30))
     X += 0.1 * rng.normal(size=X.shape)
+    # Every training setting is pinned, so that a change of defaults cannot move the test.
     linear = AutoencoderTransformer(activation="identity", hidden_layer_sizes=(),
-                                    learning_rate_init=0.03, max_iter=100, random_state=0)
+                                    learning_rate_init=0.03, max_iter=100, tol=1e-4,
+                                    early_stopping=False, random_state=0)
     grid = {"n_components": [1, 2, 3, 4, 5, 6]}
     search = GridSearchCV(linear, grid, cv=3, refit=smallest_within(0.1)).fit(X)
     assert search.best_params_ == {"n_components": 3}
@@ -216,7 +218,7 @@ def test_picks_the_rank_of_low_rank_data(quiet):
 def test_picks_a_mid_size_code_on_the_digits(digits, quiet):
     X = digits[0]
     ae = AutoencoderTransformer(hidden_layer_sizes=(64,), learning_rate_init=0.01,
-                                max_iter=15, random_state=0)
+                                max_iter=15, tol=1e-4, early_stopping=False, random_state=0)
     pipeline = Pipeline([("scale", MinMaxScaler()), ("ae", ae)])
     sizes = [2, 4, 8, 16, 32]
     search = GridSearchCV(pipeline, {"ae__n_components": sizes}, cv=3,
