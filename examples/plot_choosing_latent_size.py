@@ -1,0 +1,97 @@
+"""
+Choosing the size of the code
+=============================
+
+The reconstruction score keeps improving as the code grows, so a grid search
+that keeps the best score picks the largest code; the refit rule
+:func:`skae.model_selection.smallest_within` keeps the smallest code whose
+score is close enough to the best.
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from skae import AutoencoderTransformer
+from skae.model_selection import smallest_within
+
+# Settings; the test suite runs this script with smaller ones.
+MAX_ITER = int(os.environ.get("SKAE_EXAMPLE_MAX_ITER", 200))
+N_SAMPLES = int(os.environ.get("SKAE_EXAMPLE_N_SAMPLES", 1797))
+QUICK = bool(int(os.environ.get("SKAE_EXAMPLE_QUICK", 0)))
+OUTPUT = os.environ.get("SKAE_EXAMPLE_OUTPUT", "plot_choosing_latent_size.png")
+N_FOLDS = 3 if QUICK else 5
+
+# %%
+# Data of known rank: 30 features that are linear mixtures of 5 hidden
+# variables, plus a little noise. A linear autoencoder (which finds the
+# principal subspace) is searched over codes of 1 to 10; the rule accepts a
+# reconstruction error up to 10% above the best.
+rng = np.random.RandomState(0)
+X_rank = rng.normal(size=(min(N_SAMPLES, 500), 5)) @ rng.normal(size=(5, 30))
+X_rank += 0.1 * rng.normal(size=X_rank.shape)
+linear = AutoencoderTransformer(activation="identity", hidden_layer_sizes=(),
+                                learning_rate_init=0.03, max_iter=max(MAX_ITER // 2, 1),
+                                random_state=0)
+rank_search = GridSearchCV(linear, {"n_components": [2, 4, 5, 6, 8] if QUICK else
+                                    list(range(1, 11))},
+                           cv=N_FOLDS, refit=smallest_within(0.1)).fit(X_rank)
+
+# %%
+# The digits, scaled to [0, 1], with the default (nonlinear) autoencoder. The
+# rule's default is the one-standard-error rule: the smallest code whose mean
+# score is within one standard error (over the folds) of the best one.
+X_digits = load_digits(return_X_y=True)[0][:N_SAMPLES]
+pipeline = make_pipeline(MinMaxScaler(), AutoencoderTransformer(random_state=0,
+                                                                max_iter=MAX_ITER))
+digits_search = GridSearchCV(
+    pipeline, {"autoencodertransformer__n_components": [2, 8, 32] if QUICK else
+               [2, 4, 8, 16, 32, 48]},
+    cv=N_FOLDS, refit=smallest_within()).fit(X_digits)
+
+
+# %%
+# Mean test score (minus the mean squared reconstruction error) against the
+# size of the code, with one standard error of the mean over the folds as the
+# error bars; the dashed line is the worst score the rule accepts.
+def plot_search(ax, search, param, title):
+    results = search.cv_results_
+    sizes = np.asarray(results[f"param_{param}"], dtype=float)
+    means = results["mean_test_score"]
+    errors = results["std_test_score"] * np.sqrt(N_FOLDS / (N_FOLDS - 1)) / np.sqrt(N_FOLDS)
+    best, chosen = int(np.argmax(means)), search.best_index_
+    threshold = search.refit.threshold(results)
+    ax.errorbar(sizes, means, yerr=errors, marker="o", capsize=3, color="tab:blue")
+    ax.axhline(threshold, color="gray", linestyle="--", linewidth=1,
+               label=f"accepted by {search.refit!r}")
+    ax.plot(sizes[best], means[best], "s", color="tab:orange", markersize=11,
+            fillstyle="none", markeredgewidth=2,
+            label=f"best mean score: n_components={sizes[best]:.0f}")
+    ax.plot(sizes[chosen], means[chosen], "*", color="tab:red", markersize=15,
+            label=f"refit rule picks: n_components={sizes[chosen]:.0f}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [f"{size:.0f}" for size in sizes])
+    ax.set_xlabel("n_components")
+    ax.set_ylabel("mean test score (- MSE)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="lower right")
+    print(f"{title}: best score at {sizes[best]:.0f}, refit rule picks {sizes[chosen]:.0f}")
+
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+plot_search(left, rank_search, "n_components", "Rank-5 data, linear autoencoder")
+plot_search(right, digits_search, "autoencodertransformer__n_components",
+            "Digits, default autoencoder")
+fig.suptitle(f"Score against code size ({N_FOLDS}-fold cross-validation; "
+             "error bars: one standard error)")
+fig.tight_layout()
+fig.savefig(OUTPUT, dpi=100)
+print(f"wrote {OUTPUT}")
