@@ -14,8 +14,9 @@ one :class:`TrainingState`; the fitted attributes (``module_``, ``n_iter_``,
 :class:`~skae.AutoencoderClassifier` builds on.
 
 A concrete estimator says only which network it trains
-(``_module_factory``), with which loss (``_training_loss``), and, where it
-differs from plain reconstruction, what its outputs are.
+(``_module_factory``), with which loss (``_training_loss``: a method, or a
+declared :class:`~skae._fastpath.ReconstructionLoss`), and, where it differs
+from plain reconstruction, what its outputs are.
 """
 
 import contextlib
@@ -62,20 +63,12 @@ from ._engine import (
     split_rows,
     widest_row,
 )
+from ._fastpath import ReconstructionLoss  # noqa: F401 - the loss estimators declare
 from ._modules import ACTIVATIONS, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
 # holds about this many floats (16 MiB in float32).
 _CHUNK_FLOATS = 1 << 22
-
-
-def _mean_squared_error(reconstruction, X):
-    """The batch mean of the per-row mean squared errors, as one fused op.
-
-    Every row has the same width, so the two are equal; ``mse_loss`` costs
-    half as much per training step for small networks (measured on digits).
-    """
-    return torch.nn.functional.mse_loss(reconstruction, X)
 
 
 def check_noise_level(noise, noise_level):
@@ -341,7 +334,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _training_loss(self, module, X, y, generator):
-        """``(loss, parts)`` for one batch; see :class:`skae._engine.Trainer`."""
+        """``(loss, parts)`` for one batch; see :class:`skae._engine.Trainer`.
+
+        An estimator whose loss is the reconstruction error declares it
+        instead, as a :class:`ReconstructionLoss` attribute (or property):
+        the same callable, which the engine may compute without autograd.
+        """
 
     @abstractmethod
     def _validation_scores(self, module, X, y):
