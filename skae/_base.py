@@ -67,8 +67,10 @@ from ._fastpath import ReconstructionLoss  # noqa: F401 - the loss estimators de
 from ._modules import ACTIVATIONS, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
-# holds about this many floats (16 MiB in float32).
-_CHUNK_FLOATS = 1 << 22
+# holds about this many floats (4 MiB in float32, about one core's L2 cache:
+# a chunk stays in cache from its copy to its products; 16 MiB chunks made
+# transform 1.2x slower, measured in benchmarks/bench_training.py).
+_CHUNK_FLOATS = 1 << 20
 
 
 def check_noise_level(noise, noise_level):
@@ -325,6 +327,10 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints: dict = dict(_TRAINING_CONSTRAINTS)
 
+    #: Let the engine train a network and loss it recognises through its
+    #: hand-written step (see :mod:`skae._fastpath`); False forces autograd.
+    _fast_path = True
+
     # ------------------------------------------------------------------ #
     # What a concrete estimator supplies.
 
@@ -504,6 +510,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 shuffle_generator=(streams.generator(RandomStreams.SHUFFLE)
                                    if self.shuffle else None),
                 noise_generator=streams.generator(RandomStreams.NOISE, device),
+                fast_path=self._fast_path,
             )
             try:
                 history = fit_loop(

@@ -593,14 +593,18 @@ def predict_in_chunks(function, X, device, chunk_size, dtype):
     dtype = np.dtype(dtype)
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     n_samples = X.shape[0]
-    out = None
+    out = buffer = None
     with torch.inference_mode():
         for start in range(0, n_samples, chunk_size):
             rows = X[start:start + chunk_size]
-            # One copy into memory torch allocated (aligned alike in every
-            # call, so that a repeated call repeats its result bitwise),
-            # converting the dtype on the way.
-            chunk = torch.empty((rows.shape[0], *X.shape[1:]), dtype=torch_dtype)
+            if buffer is None:
+                # One copy of each chunk into memory torch allocated, converting
+                # the dtype on the way: aligned alike in every call, so that a
+                # repeated call repeats its result bitwise. The buffer serves
+                # every chunk, so its pages are faulted in once, and a chunk
+                # the size of a cache stays in it from the copy to the product.
+                buffer = torch.empty((rows.shape[0], *X.shape[1:]), dtype=torch_dtype)
+            chunk = buffer[:rows.shape[0]]
             chunk.numpy()[...] = rows
             result = function(chunk.to(device)).to("cpu")
             if out is None:
