@@ -330,6 +330,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     #: Let the engine train a network and loss it recognises through its
     #: hand-written step (see :mod:`skae._fastpath`); False forces autograd.
     _fast_path = True
+    #: Replay that step from a CUDA graph (opt-in, for benchmarks/bench_gpu.py).
+    _cuda_graph = False
 
     # ------------------------------------------------------------------ #
     # What a concrete estimator supplies.
@@ -510,7 +512,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 shuffle_generator=(streams.generator(RandomStreams.SHUFFLE)
                                    if self.shuffle else None),
                 noise_generator=streams.generator(RandomStreams.NOISE, device),
-                fast_path=self._fast_path,
+                fast_path=self._fast_path, cuda_graph=self._cuda_graph,
             )
             try:
                 history = fit_loop(

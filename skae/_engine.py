@@ -296,18 +296,28 @@ class Trainer:
         :meth:`autograd_step` (needed by anything that relies on autograd's
         hooks, such as DistributedDataParallel). Both steps compute the same
         gradients to float rounding and draw the same random numbers.
+    cuda_graph : bool, default=False
+        Replay the hand-written step from a CUDA graph for full batches
+        (:class:`~skae._fastpath.GraphedStep`; opt-in, experimental).
+
+    Attributes
+    ----------
+    train_step : callable
+        ``train_step(X_batch, y_batch) -> (loss, parts)``: one optimizer
+        step, the hand-written one or :meth:`autograd_step`.
     """
 
     def __init__(self, module, loss_fn, optimizer, *, batch_size, shuffle_generator=None,
-                 noise_generator=None, fast_path=True):
+                 noise_generator=None, fast_path=True, cuda_graph=False):
         self.module = module
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.shuffle_generator = shuffle_generator
         self.noise_generator = noise_generator
-        self.train_step = (fast_path and dense_step(module, loss_fn, optimizer, noise_generator)
-                           ) or self.autograd_step
+        self.train_step = (fast_path and dense_step(
+            module, loss_fn, optimizer, noise_generator, cuda_graph=cuda_graph,
+            batch_size=batch_size)) or self.autograd_step
 
     @property
     def learning_rate(self):
