@@ -62,23 +62,34 @@ class ReconstructionLoss:
 
 
 # --------------------------------------------------------------------------- #
-# Activations: a forward that writes ``post`` and a backward that turns the
-# gradient with respect to ``post`` into the one with respect to ``pre``, in
-# place, with the kernels of torch's own derivative formulas. Where the
-# derivative can be read from the result, ``pre`` and ``post`` are one buffer
-# and the forward runs in place.
+# Activations. For each, ``forward(pre, post)`` gives the call that writes the
+# activation of ``pre`` into ``post``, and ``backward(grad, pre, post)`` the one
+# that turns the gradient with respect to ``post`` into the gradient with
+# respect to ``pre``, in place, with the kernel of torch's own derivative
+# formula. Where the derivative can be read from the result (``in_place``),
+# ``pre`` and ``post`` are one buffer and the forward runs in place. The calls
+# are bound once per batch size, so a step makes no Python call of its own.
 
 
 @dataclass(frozen=True)
 class _Activation:
-    forward: object   # forward(pre, post)
-    backward: object  # backward(grad, pre, post), in place on grad
-    in_place: bool    # pre and post may share a buffer
+    in_place: bool
+    forward: object
+    backward: object
 
 
-def _result_based(forward_, backward_):
-    return _Activation(lambda pre, post: forward_(post),
-                       lambda grad, pre, post: backward_(grad, post), in_place=True)
+def _kernel(overload):
+    """The C++ callable behind an ``torch.ops.aten`` overload (one Python frame less)."""
+    return getattr(overload, "_op", overload)
+
+
+def _result_based(forward, backward, *arguments):
+    """An activation computed in place, whose derivative ``backward(grad, result,
+    *arguments)`` reads the result."""
+    backward = _kernel(backward)
+    return _Activation(
+        True, lambda pre, post: partial(forward, post),
+        lambda grad, pre, post: partial(backward, grad, post, *arguments, grad_input=grad))
 
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
@@ -88,44 +99,40 @@ def _activation(module):
     """The rule for an activation module, or None for one this step does not know."""
     kind = type(module)
     if kind is nn.ReLU:
-        return _result_based(torch.relu_, lambda grad, out: _aten.threshold_backward.grad_input(
-            grad, out, 0, grad_input=grad))
+        return _result_based(torch.relu_, _aten.threshold_backward.grad_input, 0)
     if kind is nn.Tanh:
-        return _result_based(torch.tanh_, lambda grad, out: _aten.tanh_backward.grad_input(
-            grad, out, grad_input=grad))
+        return _result_based(torch.tanh_, _aten.tanh_backward.grad_input)
     if kind is nn.Sigmoid:
-        return _result_based(torch.sigmoid_, lambda grad, out: _aten.sigmoid_backward.grad_input(
-            grad, out, grad_input=grad))
-    if kind is nn.ELU and module.alpha > 0:
-        alpha = module.alpha
-        return _result_based(
-            lambda out: torch._C._nn.elu_(out, alpha),
-            lambda grad, out: _aten.elu_backward.grad_input(
-                grad, alpha, 1, 1, True, out, grad_input=grad))
-    if kind is nn.SELU:
-        return _result_based(torch.selu_, lambda grad, out: _aten.elu_backward.grad_input(
-            grad, _SELU_ALPHA, _SELU_SCALE, 1, True, out, grad_input=grad))
+        return _result_based(torch.sigmoid_, _aten.sigmoid_backward.grad_input)
     if kind is nn.LeakyReLU and module.negative_slope > 0:
         # With a positive slope the sign of the result is the sign of the input.
         slope = module.negative_slope
-        return _result_based(
-            lambda out: torch._C._nn.leaky_relu_(out, slope),
-            lambda grad, out: _aten.leaky_relu_backward.grad_input(
-                grad, out, slope, True, grad_input=grad))
+        return _result_based(partial(torch._C._nn.leaky_relu_, negative_slope=slope),
+                             _aten.leaky_relu_backward.grad_input, slope, True)
+    if kind in (nn.ELU, nn.SELU) and getattr(module, "alpha", 1.0) > 0:
+        # elu_backward(grad, alpha, scale, input_scale, is_result, result)
+        alpha, scale = (_SELU_ALPHA, _SELU_SCALE) if kind is nn.SELU else (module.alpha, 1.0)
+        backward = _kernel(_aten.elu_backward.grad_input)
+        return _Activation(
+            True, lambda pre, post: partial(torch._C._nn.elu_, post, alpha, scale),
+            lambda grad, pre, post: partial(backward, grad, alpha, scale, 1.0, True, post,
+                                            grad_input=grad))
     if kind is nn.GELU:
         approximate = module.approximate
+        backward = _kernel(_aten.gelu_backward.grad_input)
         return _Activation(
-            lambda pre, post: torch._C._nn.gelu(pre, approximate=approximate, out=post),
-            lambda grad, pre, post: _aten.gelu_backward.grad_input(
-                grad, pre, approximate=approximate, grad_input=grad),
-            in_place=False)
+            False, lambda pre, post: partial(torch._C._nn.gelu, pre, approximate=approximate,
+                                             out=post),
+            lambda grad, pre, post: partial(backward, grad, pre, approximate=approximate,
+                                            grad_input=grad))
     if kind is nn.Softplus:
         beta, threshold = module.beta, module.threshold
+        backward = _kernel(_aten.softplus_backward.grad_input)
         return _Activation(
-            lambda pre, post: torch._C._nn.softplus(pre, beta, threshold, out=post),
-            lambda grad, pre, post: _aten.softplus_backward.grad_input(
-                grad, pre, beta, threshold, grad_input=grad),
-            in_place=False)
+            False, lambda pre, post: partial(torch._C._nn.softplus, pre, beta, threshold,
+                                             out=post),
+            lambda grad, pre, post: partial(backward, grad, pre, beta, threshold,
+                                            grad_input=grad))
     return None
 
 
@@ -219,8 +226,8 @@ class _Plan:
             pre.append(empty(layer.weight.shape[0]))
             in_place = layer.activation is None or layer.activation.in_place
             post.append(pre[-1] if in_place else empty(layer.weight.shape[0]))
-            activation = None if layer.activation is None else partial(
-                layer.activation.forward, pre[-1], post[-1])
+            activation = None if layer.activation is None else \
+                layer.activation.forward(pre[-1], post[-1])
             self.forward.append((layer.bias, layer.weight_t, pre[-1], post[-1], activation))
         self.output = post[-1]
         self.flat_output = self.output.view(-1)
@@ -230,8 +237,8 @@ class _Plan:
         self.backward = []
         for i, layer in enumerate(layers):
             previous = layers[i - 1] if i else None
-            activation = None if previous is None or previous.activation is None else partial(
-                previous.activation.backward, grads[i - 1], pre[i - 1], post[i - 1])
+            activation = None if previous is None or previous.activation is None else \
+                previous.activation.backward(grads[i - 1], pre[i - 1], post[i - 1])
             self.backward.append((grads[i], grads[i].t(), post[i - 1] if i else None,
                                   layer.weight, layer.weight_grad, layer.bias_grad,
                                   grads[i - 1] if i else None, activation))
