@@ -67,10 +67,13 @@ from ._fastpath import ReconstructionLoss  # noqa: F401 - the loss estimators de
 from ._modules import ACTIVATIONS, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
-# holds about this many floats (4 MiB in float32, about one core's L2 cache:
-# a chunk stays in cache from its copy to its products; 16 MiB chunks made
-# transform 1.2x slower, measured in benchmarks/bench_training.py).
-_CHUNK_FLOATS = 1 << 20
+# holds about this many floats (256 KiB in float32): a chunk and its
+# activations stay in the core's cache from the copy to the last product.
+# The earlier 16 MiB chunks made transform of the default autoencoder 1.3x
+# (float32) and 1.9x (float64) slower (benchmarks/bench_training.py). Wide
+# rows still get 256 rows a chunk (products of a dozen rows ran 2.3x slower
+# at 5,000 features), up to 64 times that size (16 MiB); see _chunk_rows.
+_CHUNK_FLOATS = 1 << 16
 
 
 def check_noise_level(noise, noise_level):
@@ -546,7 +549,9 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         state = self._training if state is None else state
         if state.row_width is None:
             state.row_width = widest_row(state.module, self.n_features_in_)
-        return max(1, _CHUNK_FLOATS // state.row_width)
+        width = state.row_width
+        return max(1, _CHUNK_FLOATS // width,
+                   min(_CHUNK_FLOATS // 256, 64 * _CHUNK_FLOATS // width))
 
     def _predict(self, function, X, out_dtype=None, state=None):
         """``function(module, rows)`` over row chunks of a validated array, as NumPy.
