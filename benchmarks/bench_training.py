@@ -1011,13 +1011,9 @@ def child_compile(n_features):
         epochs.append(time.perf_counter() - start)
     result["first_epoch_s"] = epochs[0]
     result["compiled_step_s"] = statistics.median(epochs[1:]) / len(batches)
-    fit_skae(X, setup, 0)
-    fits = []
-    for seed in range(3):
-        start = time.perf_counter()
-        fit_skae(X, setup, seed)
-        fits.append(time.perf_counter() - start)
-    result["skae_step_s"] = statistics.median(fits) / len(batches)
+    seconds = []  # skae's epochs, as its callbacks see them
+    fit_skae(X, replace(setup, epochs=4), 0, callbacks=[lambda r: seconds.append(r.seconds)])
+    result["skae_step_s"] = statistics.median(seconds[1:]) / len(batches)
     print(json.dumps(result))
 
 
