@@ -9,7 +9,7 @@ training steps and nothing else. Repeats interleave the contenders (each
 repeat starts one contender later) so that load drifts on a shared machine
 hit all alike; the tables quote medians and ratios. See ``benchmarks/README.md``.
 
-Run ``python benchmarks/bench_training.py`` (about seven minutes on two
+Run ``python benchmarks/bench_training.py`` (about four minutes on two idle
 cores), ``--quick`` for a smoke run (seconds), ``--busy`` to repeat the thread
 section with a busy background process, ``--sections`` to run only some
 sections (``compile``, the cold start of a ``torch.compile``'d step, runs only
