@@ -1,6 +1,6 @@
 """AutoencoderTransformer: a stacked (symmetric) dense autoencoder."""
 
-from ._base import BaseAutoencoder, _mean_squared_error
+from ._base import BaseAutoencoder, ReconstructionLoss
 from ._modules import MLPAutoencoder
 
 
@@ -177,5 +177,4 @@ class AutoencoderTransformer(BaseAutoencoder):
             self._hidden_layer_sizes(), self.n_components, self.activation)
         return lambda: MLPAutoencoder(n_features, sizes, n_components, activation)
 
-    def _training_loss(self, module, X, y, generator):
-        return _mean_squared_error(module(X), X), {}
+    _training_loss = ReconstructionLoss()

@@ -14,8 +14,9 @@ one :class:`TrainingState`; the fitted attributes (``module_``, ``n_iter_``,
 :class:`~skae.AutoencoderClassifier` builds on.
 
 A concrete estimator says only which network it trains
-(``_module_factory``), with which loss (``_training_loss``), and, where it
-differs from plain reconstruction, what its outputs are.
+(``_module_factory``), with which loss (``_training_loss``: a method, or a
+declared :class:`~skae._fastpath.ReconstructionLoss`), and, where it differs
+from plain reconstruction, what its outputs are.
 """
 
 import contextlib
@@ -62,20 +63,17 @@ from ._engine import (
     split_rows,
     widest_row,
 )
+from ._fastpath import ReconstructionLoss  # noqa: F401 - the loss estimators declare
 from ._modules import ACTIVATIONS, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
-# holds about this many floats (16 MiB in float32).
-_CHUNK_FLOATS = 1 << 22
-
-
-def _mean_squared_error(reconstruction, X):
-    """The batch mean of the per-row mean squared errors, as one fused op.
-
-    Every row has the same width, so the two are equal; ``mse_loss`` costs
-    half as much per training step for small networks (measured on digits).
-    """
-    return torch.nn.functional.mse_loss(reconstruction, X)
+# holds about this many floats (256 KiB in float32): a chunk and its
+# activations stay in the core's cache from the copy to the last product.
+# The earlier 16 MiB chunks made transform of the default autoencoder 1.6x
+# slower (benchmarks/bench_training.py). Wide rows still get 256 rows a chunk
+# (products of a dozen rows ran 2.3x slower at 5,000 features), up to 64
+# times that size (16 MiB); see _chunk_rows.
+_CHUNK_FLOATS = 1 << 16
 
 
 def check_noise_level(noise, noise_level):
@@ -332,6 +330,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints: dict = dict(_TRAINING_CONSTRAINTS)
 
+    #: Let the engine train a network and loss it recognises through its
+    #: hand-written step (see :mod:`skae._fastpath`); False forces autograd.
+    _fast_path = True
+    #: Replay that step from a CUDA graph (opt-in, for benchmarks/bench_gpu.py).
+    _cuda_graph = False
+
     # ------------------------------------------------------------------ #
     # What a concrete estimator supplies.
 
@@ -341,7 +345,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _training_loss(self, module, X, y, generator):
-        """``(loss, parts)`` for one batch; see :class:`skae._engine.Trainer`."""
+        """``(loss, parts)`` for one batch; see :class:`skae._engine.Trainer`.
+
+        An estimator whose loss is the reconstruction error declares it
+        instead, as a :class:`ReconstructionLoss` attribute (or property):
+        the same callable, which the engine may compute without autograd.
+        """
 
     @abstractmethod
     def _validation_scores(self, module, X, y):
@@ -506,6 +515,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 shuffle_generator=(streams.generator(RandomStreams.SHUFFLE)
                                    if self.shuffle else None),
                 noise_generator=streams.generator(RandomStreams.NOISE, device),
+                fast_path=self._fast_path, cuda_graph=self._cuda_graph,
             )
             try:
                 history = fit_loop(
@@ -539,7 +549,9 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         state = self._training if state is None else state
         if state.row_width is None:
             state.row_width = widest_row(state.module, self.n_features_in_)
-        return max(1, _CHUNK_FLOATS // state.row_width)
+        width = state.row_width
+        return max(1, _CHUNK_FLOATS // width,
+                   min(_CHUNK_FLOATS // 256, 64 * _CHUNK_FLOATS // width))
 
     def _predict(self, function, X, out_dtype=None, state=None):
         """``function(module, rows)`` over row chunks of a validated array, as NumPy.

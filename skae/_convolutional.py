@@ -6,8 +6,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseAutoencoder, _mean_squared_error, check_noise_level
-from ._modules import ConvAutoencoder, corrupt
+from ._base import BaseAutoencoder, ReconstructionLoss, check_noise_level
+from ._modules import ConvAutoencoder
 
 
 def _positive_ints(value, name, *, allow_int=False):
@@ -319,6 +319,6 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     def _can_learn_identity(self):
         return self.noise is None or self.noise_level == 0
 
-    def _training_loss(self, module, X, y, generator):
-        noisy = corrupt(X, self.noise, self.noise_level, generator)
-        return _mean_squared_error(module(noisy), X), {}
+    @property
+    def _training_loss(self):
+        return ReconstructionLoss(self.noise, self.noise_level)

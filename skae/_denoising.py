@@ -5,8 +5,7 @@ from numbers import Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import BaseAutoencoder, _mean_squared_error, check_noise_level
-from ._modules import corrupt
+from ._base import BaseAutoencoder, ReconstructionLoss, check_noise_level
 
 
 class DenoisingAutoencoder(AutoencoderTransformer):
@@ -211,6 +210,6 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     def _can_learn_identity(self):
         return self.noise_level == 0
 
-    def _training_loss(self, module, X, y, generator):
-        noisy = corrupt(X, self.noise, self.noise_level, generator)
-        return _mean_squared_error(module(noisy), X), {}
+    @property
+    def _training_loss(self):
+        return ReconstructionLoss(self.noise, self.noise_level)

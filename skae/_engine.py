@@ -5,7 +5,8 @@ and a source of batches; the engine knows nothing else about it and speaks
 only of its own arguments. The loop is a chain of small steps, as in skorch:
 :func:`fit_loop` runs epochs and decides when to stop, :meth:`Trainer.run_epoch`
 runs one pass over the batches of a :class:`TensorSource` in a seeded order,
-and :meth:`Trainer.train_step` does one optimizer step.
+and :meth:`Trainer.train_step` does one optimizer step: through autograd, or for a
+plain dense autoencoder through the hand-written step of :mod:`skae._fastpath`.
 
 In-memory data arrive as one float32 tensor already on the device; batches are
 taken by indexing it, so there is no per-sample Python and no DataLoader.
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from ._callbacks import EpochRecord, TrainingSummary
+from ._fastpath import dense_step
 
 
 class TrainingDivergedError(ValueError):
@@ -288,22 +290,41 @@ class Trainer:
         the rows in order.
     noise_generator : torch.Generator or None
         Generator on the module's device, passed to ``loss_fn``.
+    fast_path : bool, default=True
+        Let a network and loss that :func:`~skae._fastpath.dense_step`
+        recognises train through its hand-written step; False always uses
+        :meth:`autograd_step` (needed by anything that relies on autograd's
+        hooks, such as DistributedDataParallel). Both steps compute the same
+        gradients to float rounding and draw the same random numbers.
+    cuda_graph : bool, default=False
+        Replay the hand-written step from a CUDA graph for full batches
+        (:class:`~skae._fastpath.GraphedStep`; opt-in, experimental).
+
+    Attributes
+    ----------
+    train_step : callable
+        ``train_step(X_batch, y_batch) -> (loss, parts)``: one optimizer
+        step, the hand-written one or :meth:`autograd_step`.
     """
 
     def __init__(self, module, loss_fn, optimizer, *, batch_size, shuffle_generator=None,
-                 noise_generator=None):
+                 noise_generator=None, fast_path=True, cuda_graph=False):
         self.module = module
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.shuffle_generator = shuffle_generator
         self.noise_generator = noise_generator
+        self.train_step = (fast_path and dense_step(
+            module, loss_fn, optimizer, noise_generator, cuda_graph=cuda_graph,
+            batch_size=batch_size)) or self.autograd_step
 
     @property
     def learning_rate(self):
         return self.optimizer.param_groups[0]["lr"] if self.optimizer.param_groups else math.nan
 
-    def train_step(self, X_batch, y_batch):
+    def autograd_step(self, X_batch, y_batch):
+        """One optimizer step through autograd: the reference every step matches."""
         self.optimizer.zero_grad()
         loss, parts = self.loss_fn(self.module, X_batch, y_batch, self.noise_generator)
         loss.backward()
@@ -582,14 +603,18 @@ def predict_in_chunks(function, X, device, chunk_size, dtype):
     dtype = np.dtype(dtype)
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     n_samples = X.shape[0]
-    out = None
+    out = buffer = None
     with torch.inference_mode():
         for start in range(0, n_samples, chunk_size):
             rows = X[start:start + chunk_size]
-            # One copy into memory torch allocated (aligned alike in every
-            # call, so that a repeated call repeats its result bitwise),
-            # converting the dtype on the way.
-            chunk = torch.empty((rows.shape[0], *X.shape[1:]), dtype=torch_dtype)
+            if buffer is None:
+                # One copy of each chunk into memory torch allocated, converting
+                # the dtype on the way: aligned alike in every call, so that a
+                # repeated call repeats its result bitwise. The buffer serves
+                # every chunk, so its pages are faulted in once, and a chunk
+                # the size of a cache stays in it from the copy to the product.
+                buffer = torch.empty((rows.shape[0], *X.shape[1:]), dtype=torch_dtype)
+            chunk = buffer[:rows.shape[0]]
             chunk.numpy()[...] = rows
             result = function(chunk.to(device)).to("cpu")
             if out is None:

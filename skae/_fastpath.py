@@ -1,0 +1,426 @@
+"""A training step for dense autoencoders with gradients written by hand.
+
+For the small dense networks skae trains, an autograd step costs three times
+its matrix products: recording the graph, walking it back, allocating every
+intermediate and the gradients, a dozen small elementwise kernels. Those are
+per-operation costs, not arithmetic. :class:`DenseStep` takes the same step for
+a network that is a plain stack of :class:`torch.nn.Linear` layers and
+elementwise activations (:class:`~skae._modules.MLPAutoencoder`) trained on a
+:class:`ReconstructionLoss`: the forward pass, the loss and its gradient, and
+both products of every layer's backward pass, each with the kernel autograd
+would call (``addmm``, ``threshold_backward``, ``mse_loss_backward``...), into
+buffers allocated once per batch size, on tensors that record no graph; then
+the same optimizer step.
+
+:func:`dense_step` decides, once per training call, whether a network and a
+loss qualify; the engine's :class:`~skae._engine.Trainer` asks it and keeps
+the autograd step (the reference) otherwise. No scikit-learn imports here.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._modules import MLPAutoencoder, corrupt
+
+_aten = torch.ops.aten
+_MEAN = 1  # torch's Reduction::Mean
+
+
+@dataclass(frozen=True)
+class ReconstructionLoss:
+    """The mean squared error of a network's output against its clean input.
+
+    The input is first corrupted by ``noise`` of strength ``noise_level``
+    (see :func:`~skae._modules.corrupt`; ``None`` or ``0`` for none), drawn
+    from the generator the engine passes. An instance is a loss function of
+    the engine, ``loss(module, X, y, generator) -> (loss, parts)``, computed
+    through autograd; being declared rather than written, it also lets the
+    engine compute it and its gradients by hand (:func:`dense_step`).
+
+    Parameters
+    ----------
+    noise : {"gaussian", "dropout"} or None, default=None
+    noise_level : float, default=0.0
+    """
+
+    noise: str | None = None
+    noise_level: float = 0.0
+
+    @property
+    def noisy(self):
+        return self.noise is not None and self.noise_level != 0
+
+    def __call__(self, module, X, y, generator):
+        noisy = corrupt(X, self.noise, self.noise_level, generator)
+        # Every row has the same width, so the batch mean of the per-row
+        # mean squared errors is one fused mse_loss.
+        return F.mse_loss(module(noisy), X), {}
+
+
+# --------------------------------------------------------------------------- #
+# Activations. For each, ``forward(pre, post)`` gives the call that writes the
+# activation of ``pre`` into ``post``, and ``backward(grad, pre, post)`` the one
+# that turns the gradient with respect to ``post`` into the gradient with
+# respect to ``pre``, in place, with the kernel of torch's own derivative
+# formula. Where the derivative can be read from the result (``in_place``),
+# ``pre`` and ``post`` are one buffer and the forward runs in place. The calls
+# are bound once per batch size, so a step makes no Python call of its own.
+
+
+@dataclass(frozen=True)
+class _Activation:
+    in_place: bool
+    forward: object
+    backward: object
+
+
+def _kernel(overload):
+    """The C++ callable behind an ``torch.ops.aten`` overload (one Python frame less)."""
+    return getattr(overload, "_op", overload)
+
+
+def _result_based(forward, backward, *arguments):
+    """An activation computed in place, whose derivative ``backward(grad, result,
+    *arguments)`` reads the result."""
+    backward = _kernel(backward)
+    return _Activation(
+        True, lambda pre, post: partial(forward, post),
+        lambda grad, pre, post: partial(backward, grad, post, *arguments, grad_input=grad))
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+def _activation(module):
+    """The rule for an activation module, or None for one this step does not know."""
+    kind = type(module)
+    if kind is nn.ReLU:
+        return _result_based(torch.relu_, _aten.threshold_backward.grad_input, 0)
+    if kind is nn.Tanh:
+        return _result_based(torch.tanh_, _aten.tanh_backward.grad_input)
+    if kind is nn.Sigmoid:
+        return _result_based(torch.sigmoid_, _aten.sigmoid_backward.grad_input)
+    if kind is nn.LeakyReLU and module.negative_slope > 0:
+        # With a positive slope the sign of the result is the sign of the input.
+        slope = module.negative_slope
+        return _result_based(partial(torch._C._nn.leaky_relu_, negative_slope=slope),
+                             _aten.leaky_relu_backward.grad_input, slope, True)
+    if kind in (nn.ELU, nn.SELU) and getattr(module, "alpha", 1.0) > 0:
+        # elu_backward(grad, alpha, scale, input_scale, is_result, result)
+        alpha, scale = (_SELU_ALPHA, _SELU_SCALE) if kind is nn.SELU else (module.alpha, 1.0)
+        backward = _kernel(_aten.elu_backward.grad_input)
+        return _Activation(
+            True, lambda pre, post: partial(torch._C._nn.elu_, post, alpha, scale),
+            lambda grad, pre, post: partial(backward, grad, alpha, scale, 1.0, True, post,
+                                            grad_input=grad))
+    if kind is nn.GELU:
+        approximate = module.approximate
+        backward = _kernel(_aten.gelu_backward.grad_input)
+        return _Activation(
+            False, lambda pre, post: partial(torch._C._nn.gelu, pre, approximate=approximate,
+                                             out=post),
+            lambda grad, pre, post: partial(backward, grad, pre, approximate=approximate,
+                                            grad_input=grad))
+    if kind is nn.Softplus:
+        beta, threshold = module.beta, module.threshold
+        backward = _kernel(_aten.softplus_backward.grad_input)
+        return _Activation(
+            False, lambda pre, post: partial(torch._C._nn.softplus, pre, beta, threshold,
+                                             out=post),
+            lambda grad, pre, post: partial(backward, grad, pre, beta, threshold,
+                                            grad_input=grad))
+    return None
+
+
+def _has_hooks(module):
+    return any(getattr(submodule, name, None)
+               for submodule in module.modules()
+               for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                            "_backward_pre_hooks"))
+
+
+def _dense_layers(module):
+    """``[(linear, activation or None), ...]`` through an MLPAutoencoder, or None.
+
+    Only the exact layer types are accepted: a subclass, a parametrisation or
+    a hook may change what a layer computes.
+    """
+    if type(module) is not MLPAutoencoder or _has_hooks(module):
+        return None
+    layers = []
+    for half in (module.encoder, module.decoder):
+        if type(half) is not nn.Sequential:
+            return None
+        for submodule in half:
+            if type(submodule) is nn.Linear and submodule.bias is not None:
+                layers.append([submodule, None])
+                continue
+            rule = _activation(submodule)
+            if rule is None or not layers or layers[-1][1] is not None:
+                return None
+            layers[-1][1] = rule
+    return [tuple(layer) for layer in layers]
+
+
+def _autocast_enabled(device_type):
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" \
+            else torch.is_autocast_enabled()
+
+
+def dense_step(module, loss_fn, optimizer, noise_generator, *, cuda_graph=False,
+               batch_size=None):
+    """A :class:`DenseStep` for this network and loss, or None when they do not qualify.
+
+    They qualify when ``loss_fn`` is a :class:`ReconstructionLoss`, the
+    network an :class:`~skae._modules.MLPAutoencoder` of float32 parameters
+    that all train, on one CPU or CUDA device, with no hooks, and no autocast
+    is active (the step computes in float32 whatever autocast asks).
+    ``cuda_graph`` wraps the step in a :class:`GraphedStep` for batches of
+    ``batch_size`` rows.
+    """
+    if type(loss_fn) is not ReconstructionLoss:
+        return None
+    if loss_fn.noise not in (None, "gaussian", "dropout"):
+        return None
+    layers = _dense_layers(module)
+    if not layers:
+        return None
+    parameters = list(module.parameters())
+    device = parameters[0].device
+    if device.type not in ("cpu", "cuda") or _autocast_enabled(device.type) or any(
+            p.dtype != torch.float32 or p.device != device or not p.requires_grad
+            for p in parameters):
+        return None
+    step = DenseStep(layers, loss_fn, optimizer, noise_generator)
+    return GraphedStep.wrap(step, batch_size) if cuda_graph else step
+
+
+class _Plan:
+    """The buffers of one step at one batch size, and the calls that fill them.
+
+    ``forward`` holds, per layer, ``(bias, weight.T, affine output, activated
+    output, activation call)``; ``backward``, from the last layer to the
+    first, ``(gradient w.r.t. the layer's affine output, its transpose, the
+    layer's input, weight, weight.grad, bias.grad, gradient w.r.t. the input,
+    the previous activation's backward call)``. The first layer's input is
+    the batch, known only per step (None here), and takes no gradient.
+    """
+
+    def __init__(self, n_rows, layers, n_features, noisy, device):
+        def empty(width, dtype=torch.float32):
+            return torch.empty((n_rows, width), dtype=dtype, device=device)
+
+        self.noise = empty(n_features) if noisy else None
+        self.noisy = empty(n_features) if noisy else None
+        self.keep = empty(n_features, torch.bool) if noisy else None
+        pre, post = [], []  # each layer's affine output, and after its activation
+        self.forward = []
+        for layer in layers:
+            pre.append(empty(layer.weight.shape[0]))
+            in_place = layer.activation is None or layer.activation.in_place
+            post.append(pre[-1] if in_place else empty(layer.weight.shape[0]))
+            activation = None if layer.activation is None else \
+                layer.activation.forward(pre[-1], post[-1])
+            self.forward.append((layer.bias, layer.weight_t, pre[-1], post[-1], activation))
+        self.output = post[-1]
+        self.flat_output = self.output.view(-1)
+        # grads[i]: the gradient with respect to layer i's output; the last
+        # one is the output buffer itself (the loss's gradient overwrites it).
+        grads = [empty(layer.weight.shape[0]) for layer in layers[:-1]] + [self.output]
+        self.backward = []
+        for i, layer in enumerate(layers):
+            previous = layers[i - 1] if i else None
+            activation = None if previous is None or previous.activation is None else \
+                previous.activation.backward(grads[i - 1], pre[i - 1], post[i - 1])
+            self.backward.append((grads[i], grads[i].t(), post[i - 1] if i else None,
+                                  layer.weight, layer.weight_grad, layer.bias_grad,
+                                  grads[i - 1] if i else None, activation))
+        self.backward.reverse()
+
+
+@dataclass(frozen=True)
+class _Layer:
+    weight: torch.Tensor  # aliases of the parameters that record no graph
+    weight_t: torch.Tensor
+    bias: torch.Tensor
+    weight_grad: torch.Tensor  # the parameters' .grad
+    bias_grad: torch.Tensor
+    activation: _Activation | None
+
+
+class DenseStep:
+    """One optimizer step of a dense stack on :class:`ReconstructionLoss`, without autograd.
+
+    Called as the engine's step, ``step(X_batch, y_batch) -> (loss, {})``.
+    Gradients are written into each parameter's ``.grad`` (allocated here),
+    then ``optimizer.step()`` runs as after ``backward()``. Noise is drawn
+    from ``noise_generator`` with the calls of :func:`~skae._modules.corrupt`,
+    in the same order, so both steps draw the same numbers.
+    """
+
+    def __init__(self, layers, loss, optimizer, noise_generator):
+        self.loss = loss
+        self.optimizer = optimizer
+        self.noise_generator = noise_generator
+        self.layers = []
+        for linear, activation in layers:
+            weight, bias = linear.weight, linear.bias
+            # The optimizer reads .grad; these are overwritten every step.
+            weight.grad = torch.empty_like(weight)
+            bias.grad = torch.empty_like(bias)
+            weight_data = weight.detach()
+            self.layers.append(_Layer(weight_data, weight_data.t(), bias.detach(), weight.grad,
+                                      bias.grad, activation))
+        self.n_features = layers[0][0].in_features
+        self.device = layers[0][0].weight.device
+        self.grad_output = torch.ones((), device=self.device)
+        self._plans = {}
+
+    def _plan(self, n_rows):
+        plan = self._plans.get(n_rows)
+        if plan is None:
+            if len(self._plans) >= 2:  # the full batch and one short one
+                self._plans = {}
+            plan = self._plans[n_rows] = _Plan(n_rows, self.layers, self.n_features,
+                                               self.loss.noisy, self.device)
+        return plan
+
+    def _corrupted(self, X, plan):
+        """``corrupt(X, noise, noise_level, generator)``, op for op, into the plan's buffers."""
+        loss, generator = self.loss, self.noise_generator
+        if not loss.noisy:
+            return X
+        noise, noisy = plan.noise, plan.noisy
+        if loss.noise == "gaussian":
+            torch.randn(noise.shape, generator=generator, out=noise)
+            noise.mul_(loss.noise_level)
+            return torch.add(X, noise, out=noisy)
+        torch.rand(noise.shape, generator=generator, out=noise)
+        torch.ge(noise, loss.noise_level, out=plan.keep)
+        torch.mul(X, plan.keep, out=noisy)
+        return noisy.div_(1.0 - loss.noise_level)
+
+    def __call__(self, X_batch, y_batch):
+        plan = self._plan(X_batch.shape[0])
+        first_input = layer_input = self._corrupted(X_batch, plan)
+        for bias, weight_t, affine, activated, activation in plan.forward:
+            torch.addmm(bias, layer_input, weight_t, out=affine)
+            if activation is not None:
+                activation()
+            layer_input = activated
+        # The loss's gradient, 2 (output - X) / n, overwrites the output; the
+        # loss, the mean of (output - X) ** 2, is n / 4 times the sum of its
+        # squares: one pass over the gradient, where mse_loss takes two.
+        _aten.mse_loss_backward.grad_input(self.grad_output, plan.output, X_batch, _MEAN,
+                                           grad_input=plan.output)
+        flat = plan.flat_output
+        loss = torch.dot(flat, flat).mul_(flat.shape[0] / 4)
+        for (grad, grad_t, layer_input, weight, weight_grad, bias_grad, input_grad,
+             activation) in plan.backward:
+            torch.mm(grad_t, first_input if layer_input is None else layer_input,
+                     out=weight_grad)
+            torch.sum(grad, 0, out=bias_grad)
+            if input_grad is not None:  # the batch itself takes no gradient
+                torch.mm(grad, weight, out=input_grad)
+                if activation is not None:
+                    activation()
+        self.optimizer.step()
+        return loss, {}
+
+
+# --------------------------------------------------------------------------- #
+# CUDA graphs (opt-in).
+
+
+class _CudaGraph:
+    """``function()`` captured once in a CUDA graph; ``replay()`` runs it again."""
+
+    def __init__(self, function, generator):
+        self.graph = torch.cuda.CUDAGraph()
+        if generator is not None:
+            # Draws from a generator of the caller's advance it on every
+            # replay as eager calls would.
+            self.graph.register_generator_state(generator)
+        with torch.cuda.graph(self.graph):
+            self.output = function()
+
+    def replay(self):
+        self.graph.replay()
+
+
+class _EagerGraph:
+    """What stands in for a CUDA graph elsewhere: capturing runs nothing,
+    replaying calls ``function()`` again, so the logic around it can be tested."""
+
+    def __init__(self, function, generator):
+        self.function = function
+        self.output = None
+
+    def replay(self):
+        self.output = self.function()
+
+
+class GraphedStep:
+    """A :class:`DenseStep` replayed from a CUDA graph for full batches (opt-in).
+
+    On a GPU the kernels of a small network's step take less time to run
+    than to launch, one by one, from Python; a CUDA graph launches all of
+    them at once. The first ``warmup`` full batches train eagerly (on a side
+    stream, as capturing requires), the next one is captured and replayed,
+    and every later full batch replays the capture on a copy of its rows.
+    Parameters, optimizer moments and step counts are the same tensors in
+    the graph and out of it, so a short last batch trains eagerly between
+    replays. Where there is no CUDA device (tests, dry runs) the graph is
+    :class:`_EagerGraph`.
+    """
+
+    def __init__(self, step, batch_size, warmup=3):
+        self.step = step
+        self.batch_size = batch_size
+        self.warmup = warmup
+        self.device = step.device
+        self.graph = self.static_input = None
+
+    @classmethod
+    def wrap(cls, step, batch_size):
+        """``step`` graphed, or as it is when its draws cannot be captured."""
+        if batch_size is None:
+            return step
+        if step.device.type == "cuda" and step.loss.noisy and not hasattr(
+                torch.cuda.CUDAGraph, "register_generator_state"):
+            return step  # older torch: noise from our own generator cannot be captured
+        return cls(step, batch_size)
+
+    def _eager(self, X_batch):
+        if self.device.type != "cuda":
+            return self.step(X_batch, None)
+        main = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            result = self.step(X_batch, None)
+        main.wait_stream(side)
+        return result
+
+    def __call__(self, X_batch, y_batch):
+        if X_batch.shape[0] != self.batch_size:
+            return self.step(X_batch, y_batch)
+        if self.graph is None:
+            if self.warmup > 0:
+                self.warmup -= 1
+                return self._eager(X_batch)
+            self.static_input = torch.empty_like(X_batch)
+            graph = _CudaGraph if self.device.type == "cuda" else _EagerGraph
+            self.graph = graph(lambda: self.step(self.static_input, None)[0],
+                               self.step.noise_generator if self.step.loss.noisy else None)
+        self.static_input.copy_(X_batch)
+        self.graph.replay()
+        # The graph's output is overwritten by the next replay.
+        return self.graph.output.clone(), {}
