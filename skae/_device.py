@@ -94,6 +94,17 @@ def to_tensor(X, device):
     return torch.from_numpy(array).to(device)
 
 
+def to_pinned_tensor(X):
+    """Copy an array into one float32 tensor in pinned (page-locked) host memory.
+
+    Pinned memory is what CUDA copies from asynchronously; the array is
+    converted on the way, with no intermediate copy.
+    """
+    tensor = torch.empty(X.shape, dtype=torch.float32, pin_memory=torch.cuda.is_available())
+    tensor.numpy()[...] = X
+    return tensor
+
+
 def to_numpy(tensor, dtype=np.float32):
     """Move a tensor to the CPU and return it as a NumPy array of ``dtype``."""
     array = tensor.detach().to("cpu").numpy()
