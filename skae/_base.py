@@ -197,9 +197,10 @@ class LazyRows:
         # A finite float64 sum proves every value finite without a mask.
         if values.dtype.kind == "f" and not np.isfinite(values.sum(dtype=np.float64)) \
                 and not np.isfinite(values).all():
-            start, stop, _ = rows.indices(self.shape[0])
+            start, _, _ = rows.indices(self.shape[0])
+            finite = np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
             raise ValueError(
-                f"Input X contains NaN or infinity (in rows {start} to {stop - 1}). "
+                f"Input X contains NaN or infinity (first in row {start + finite.argmin()}). "
                 "Remove or impute those values first, e.g. with SimpleImputer.")
         return values
 
@@ -775,9 +776,14 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         state = self._training if fitted else state
         module = state.inference_module(X.dtype, cached=fitted)
         dtype = X.dtype if module is not state.module else np.float32
+        chunk_rows = self._chunk_rows(state)
+        if isinstance(X, LazyRows):
+            # Reads from disk in chunks of a few blocks: larger chunks buy no
+            # speed and cost memory (their activations, and the heap's slack).
+            chunk_rows = min(chunk_rows, max(1, 4 * _BLOCK_BYTES // (4 * X.shape[1])))
         with torch_threads(self.n_threads):
             result = predict_in_chunks(lambda chunk: function(module, chunk), X, state.device,
-                                       self._chunk_rows(state), dtype)
+                                       chunk_rows, dtype)
         if not np.isfinite(result).all():
             raise ValueError(
                 f"{type(self).__name__} computed values that are not finite for this input "

@@ -314,7 +314,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
             signals = self.image_shape is not None and len(tuple(self.image_shape)) == 2
             if ndim == 3 and not signals:
                 given = (1, *given)
-            X = np.asarray(X).reshape(X.shape[0], -1)
+            # A memmap stays one (reshape is a view), to be read in blocks.
+            X = (X if isinstance(X, np.ndarray) else np.asarray(X)).reshape(X.shape[0], -1)
         X = super()._validate_X(X, reset=reset)
         if reset:
             self.image_shape_ = self._resolve_image_shape(X.shape[1], given)

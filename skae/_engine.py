@@ -536,21 +536,28 @@ class BlockSource:
         return (self._with_blocks([self.blocks[i] for i in kept]),
                 self._with_blocks([self.blocks[i] for i in held_out]))
 
-    def windows(self, generator=None):
-        """The blocks of one epoch, grouped into windows (lists of (start, stop))."""
+    def windows(self, generator=None, batch_size=1):
+        """The blocks of one epoch, grouped into windows (lists of (start, stop)).
+
+        A window holds ``blocks_per_window`` blocks, or more when that is
+        needed for four batches of ``batch_size`` rows.
+        """
+        per_window = max(self.blocks_per_window, math.ceil(4 * batch_size / self.block_rows))
         order = (range(len(self.blocks)) if generator is None
                  else torch.randperm(len(self.blocks), generator=generator).tolist())
         blocks = [self.blocks[i] for i in order]
-        return [blocks[i:i + self.blocks_per_window]
-                for i in range(0, len(blocks), self.blocks_per_window)]
+        return [blocks[i:i + per_window] for i in range(0, len(blocks), per_window)]
 
     def batches(self, batch_size, generator=None, shard=None):
         pinned = self.device.type == "cuda"
-        width = self.blocks_per_window * self.block_rows
+        windows = self.windows(generator, batch_size)
+        width = max(sum(stop - start for start, stop in window) for window in windows)
+        # One buffer is refilled for every window (on CUDA once its copy to
+        # the device is done); no batch is a view of it.
         buffer = torch.empty((width, *self.X.shape[1:]), dtype=torch.float32,
                              pin_memory=pinned)
         copied = None
-        for window in self.windows(generator):
+        for window in windows:
             if copied is not None:
                 copied.synchronize()  # the last window's copy has read the buffer
             n_rows = 0
@@ -566,7 +573,8 @@ class BlockSource:
             order = epoch_positions(n_rows, generator, shard)
             if order is None:
                 for start in range(0, n_rows, batch_size):
-                    yield rows[start:start + batch_size], None
+                    batch = rows[start:start + batch_size]
+                    yield (batch if pinned else batch.clone()), None
                 continue
             order = order.to(self.device)
             for start in range(0, order.shape[0], batch_size):
