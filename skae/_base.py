@@ -492,8 +492,6 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 raise TypeError(
                     f"callbacks must be a list of callables taking an EpochRecord; "
                     f"{callback!r} is not callable.")
-        if self.distributed:
-            self._check_distributed()
 
     def _check_distributed(self):
         dist = torch.distributed
@@ -588,15 +586,16 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         return callbacks
 
     def _resolve_device(self):
-        """``device_`` for a new network.
+        """``device_`` for a new network; every training call starts here.
 
-        Under ``distributed=True``, ``"auto"`` and ``"cuda"`` mean this
+        Under ``distributed=True`` (checked to be usable here), ``"auto"`` and ``"cuda"`` mean this
         process's GPU, ``cuda:LOCAL_RANK`` (torchrun and most launchers set
         ``LOCAL_RANK``), when the process group runs NCCL (or ``"cuda"`` was
         asked for), else the CPU.
         """
         if not self.distributed:
             return resolve_device(self.device)
+        self._check_distributed()
         backend = str(torch.distributed.get_backend())
         local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         if isinstance(self.device, str) and self.device in ("auto", "cuda"):
