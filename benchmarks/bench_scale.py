@@ -365,6 +365,8 @@ def section_scaling(folder, quick, repeats):
                     started = time.perf_counter()
                     model.fit(X)
                     seconds[name].append(time.perf_counter() - started)
+                    if name == "PCA":
+                        solver = getattr(model, "_fit_svd_solver", "?")
             # Memory in fresh processes: in this one the heap keeps what earlier
             # fits freed, which hides later growth.
             growth = {name: run_worker({"task": "scaling_memory", "path": path,
@@ -373,7 +375,7 @@ def section_scaling(folder, quick, repeats):
             times = {name: median(values) for name, values in seconds.items()}
             rows.append([
                 f"{n_rows:,} x {n_columns:,}", f"{X.nbytes / 2**20:,.0f}",
-                *[f"{times[name]:.2f}" for name in contenders],
+                *[f"{times[name]:.2f}" for name in contenders], solver,
                 f"{times['skae, 1 epoch'] / times['PCA']:.2f}",
                 f"{times['skae, 1 epoch'] / times['IncrementalPCA']:.2f}",
                 *[f"{growth[name] / X.nbytes:.2f}" for name in contenders],
@@ -382,13 +384,14 @@ def section_scaling(folder, quick, repeats):
     table(
         f"Growing tables: fit seconds, one thread; median of {repeats} interleaved repeats; "
         f"{load_info()}",
-        ["rows x columns", "X MiB", *[f"{name} s" for name in contenders],
+        ["rows x columns", "X MiB", *[f"{name} s" for name in contenders], "PCA's solver",
          "skae epoch / PCA", "skae epoch / IncrementalPCA",
          *[f"{name} RssAnon growth / X" for name in contenders]], rows,
         "float32 tables of rank 10 plus noise, in memory. skae: `AutoencoderTransformer("
         "n_components=10)` (hidden 100, batch 200), one epoch (`max_iter=1`); it needs tens "
-        "of epochs to converge. `PCA(n_components=10)` (its 'auto' solver: randomized here) "
-        "and `IncrementalPCA(n_components=10, batch_size=1000)` fit to completion. Memory: "
+        "of epochs to converge. `PCA(n_components=10)` with its 'auto' solver (the one it "
+        "chose is shown: `covariance_eigh` forms the p x p covariance in one pass) and "
+        "`IncrementalPCA(n_components=10, batch_size=1000)` fit to completion. Memory: "
         "peak RssAnon growth during a fit in a fresh process (X loaded before), over X's "
         "size.")
 

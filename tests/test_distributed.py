@@ -44,6 +44,14 @@ results["unseeded"] = AutoencoderTransformer(
 results["classifier"] = AutoencoderClassifier(
     AutoencoderTransformer(max_iter=2, **common), freeze_encoder=False, max_iter=2,
     batch_size=16, random_state=None, distributed=True).fit(X, y)
+import scipy.sparse as sp
+import skae._base
+results["sparse"] = AutoencoderTransformer(max_iter=2, **common).fit(
+    sp.csr_matrix(np.where(X > 1, X, 0)))
+np.save(os.path.join(sys.argv[1], f"X{rank}.npy"), X)
+skae._base._BLOCK_BYTES = 10 * 4 * 16  # blocks of 16 rows: this memmap is read in windows
+results["blocks"] = AutoencoderTransformer(max_iter=2, early_stopping=True, **common).fit(
+    np.load(os.path.join(sys.argv[1], f"X{rank}.npy"), mmap_mode="r"))
 partial = AutoencoderTransformer(**common)
 for start in range(0, 256, 128):
     partial.partial_fit(X[start:start + 128])
@@ -90,7 +98,8 @@ def _weights(model):
     return [p.detach().numpy() for p in model.module_.parameters()]
 
 
-@pytest.mark.parametrize("name", ["ae", "stopped", "vae", "unseeded", "classifier", "partial"])
+@pytest.mark.parametrize("name", ["ae", "stopped", "vae", "unseeded", "classifier", "partial",
+                                  "sparse", "blocks"])
 def test_every_process_ends_with_the_same_plain_estimator(replicas, name):
     first, second = replicas[0][name], replicas[1][name]
     for a, b in zip(_weights(first), _weights(second)):
