@@ -141,6 +141,7 @@ def _largest_difference(first, second):
 
 def check_stream():
     import skae._base as base
+    import skae._data as data
 
     rng = np.random.RandomState(0)
     X = (rng.normal(size=(int(100_000 * ROWS), 16)) @ rng.normal(size=(16, 256))).astype(
@@ -175,13 +176,13 @@ def check_stream():
         path = os.path.join(folder, "X.npy")
         np.save(path, X)
         memmap = np.load(path, mmap_mode="r")
-        saved_block = base._BLOCK_BYTES
-        base._BLOCK_BYTES = 1 << 16  # many windows even for this small file
+        saved_block = data.BLOCK_BYTES
+        data.BLOCK_BYTES = 1 << 16  # many windows even for this small file
         try:
             model = _quiet_fit(skae.AutoencoderTransformer(**params), memmap)
             codes = model.transform(memmap)
         finally:
-            base._BLOCK_BYTES = saved_block
+            data.BLOCK_BYTES = saved_block
         difference = float(np.abs(codes - model.transform(X)).max())
         ok = np.isfinite(model.loss_curve_).all() and difference < 1e-5
         print(f"  stream memmap in blocks through pinned memory: loss {model.loss_curve_[-1]:.4f}"

@@ -22,7 +22,6 @@ import contextlib
 import copy
 import math
 import os
-import sys
 import threading
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -40,16 +39,14 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_feature_names,
-    _check_n_features,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _data
 from ._callbacks import ProgressBar
+from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
     derive_seed,
+    in_parallel_worker,
     make_generator,
     map_location_for,
     resolve_device,
@@ -79,13 +76,6 @@ from ._modules import ACTIVATIONS, materialize
 # Rows per inference chunk are chosen so that one chunk's widest activation
 # holds about this many floats (16 MiB in float32).
 _CHUNK_FLOATS = 1 << 22
-
-# Arrays on disk are read in blocks of contiguous rows of about this many
-# bytes (as float32), _WINDOW_BLOCKS blocks at a time (16 MiB): large enough
-# for fast sequential reads and for batches that mix 16 places of the file,
-# small against any table worth keeping on disk.
-_BLOCK_BYTES = 1 << 20
-_WINDOW_BLOCKS = 16
 
 # On CUDA, training rows stay in pinned host memory and are streamed to the
 # device batch by batch when, as float32, they would take more than this
@@ -147,102 +137,6 @@ def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
         X.sum_duplicates()
         validated = (X, validated[1]) if isinstance(validated, tuple) else X
     return validated
-
-
-def reads_in_blocks(X):
-    """Whether ``X`` is trained on block by block instead of converted whole.
-
-    Memmaps (``np.load(path, mmap_mode="r")``) and other arrays that read
-    their rows on demand (anything with a NumPy ``dtype``, a 2-D ``shape``
-    and row slicing that is not an in-memory array: HDF5, Zarr, Dask
-    arrays) are, once they hold more than one window of rows: converting
-    them would copy them whole into memory. A smaller one is read whole,
-    which gives exactly the model that the same array in memory gives.
-    """
-    if isinstance(X, np.ndarray):
-        if not isinstance(X, np.memmap):
-            return False
-    elif sp.issparse(X) or not (hasattr(X, "__getitem__")
-                                and isinstance(getattr(X, "dtype", None), np.dtype)):
-        return False
-    shape = getattr(X, "shape", None)
-    if shape is None or len(shape) != 2:
-        return False
-    return shape[0] * shape[1] * 4 > _BLOCK_BYTES * _WINDOW_BLOCKS
-
-
-class LazyRows:
-    """An array read block by block, checked as its rows are read.
-
-    Validating it does not read it: the dtype and the shape are checked at
-    once, finiteness on every slice read (training and inference read every
-    row). Slicing rows returns them as a NumPy array. ``dtype`` is what
-    inference computes in: float64 for float64 input, float32 otherwise.
-    """
-
-    ndim = 2
-
-    def __init__(self, X):
-        self.X = X
-        self.shape = tuple(int(size) for size in X.shape)
-        self.dtype = np.dtype(np.float64 if X.dtype == np.float64 else np.float32)
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getitem__(self, rows):
-        if not isinstance(rows, slice):
-            raise TypeError("LazyRows reads contiguous rows only (a slice).")
-        values = np.asarray(self.X[rows])
-        # A finite float64 sum proves every value finite without a mask.
-        if values.dtype.kind == "f" and not np.isfinite(values.sum(dtype=np.float64)) \
-                and not np.isfinite(values).all():
-            start, _, _ = rows.indices(self.shape[0])
-            finite = np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
-            raise ValueError(
-                f"Input X contains NaN or infinity (first in row {start + finite.argmin()}). "
-                "Remove or impute those values first, e.g. with SimpleImputer.")
-        return values
-
-
-def validate_rows(estimator, X, *, reset):
-    """The :func:`validate_numeric` of an array read in blocks, without reading it.
-
-    Checks the dtype (numbers), the width (``n_features_in_``) and column
-    names as validation does, and returns a :class:`LazyRows`.
-    """
-    if np.dtype(X.dtype).kind not in "biuf":
-        raise ValueError(
-            f"X has dtype {X.dtype}; {type(estimator).__name__} needs numbers (bool, "
-            "integer or float).")
-    _check_n_features(estimator, X, reset=reset)
-    _check_feature_names(estimator, X, reset=reset)
-    return LazyRows(X)
-
-
-def _largest_magnitude(X, chunk_rows=1 << 14):
-    """max |X| of an array, a sparse matrix or lazy rows, chunk by chunk."""
-    if sp.issparse(X):
-        return float(abs(X).max()) if X.nnz else 0.0
-    return max(float(np.abs(np.asarray(X[start:start + chunk_rows])).max(initial=0))
-               for start in range(0, X.shape[0], chunk_rows))
-
-
-def _in_parallel_worker():
-    """Whether this call runs inside a joblib worker (threads or processes) or
-    a Dask worker: where a parallel search runs its fits."""
-    from joblib.parallel import get_active_backend
-
-    if getattr(get_active_backend()[0], "nesting_level", 0) > 0:
-        return True
-    dask_distributed = sys.modules.get("distributed")
-    if dask_distributed is not None:
-        try:
-            dask_distributed.get_worker()
-            return True
-        except ValueError:
-            pass
-    return False
 
 
 class RandomStreams:
@@ -502,7 +396,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 "Launch the script on every process (e.g. with torchrun) and call "
                 "torch.distributed.init_process_group('gloo') (CPUs) or ('nccl') (GPUs) "
                 "before fit; or set distributed=False.")
-        if _in_parallel_worker():
+        if in_parallel_worker():
             raise ValueError(
                 "distributed=True cannot train inside a parallel search or a joblib/Dask "
                 "worker: every process of the torch.distributed group must make the same "
@@ -588,10 +482,10 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     def _resolve_device(self):
         """``device_`` for a new network; every training call starts here.
 
-        Under ``distributed=True`` (checked to be usable here), ``"auto"`` and ``"cuda"`` mean this
-        process's GPU, ``cuda:LOCAL_RANK`` (torchrun and most launchers set
-        ``LOCAL_RANK``), when the process group runs NCCL (or ``"cuda"`` was
-        asked for), else the CPU.
+        Under ``distributed=True`` (checked to be usable here), ``"auto"`` and
+        ``"cuda"`` mean this process's GPU, ``cuda:LOCAL_RANK`` (torchrun and
+        most launchers set ``LOCAL_RANK``), when the process group runs NCCL
+        (or ``"cuda"`` was asked for), else the CPU.
         """
         if not self.distributed:
             return resolve_device(self.device)
@@ -638,9 +532,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         if sp.issparse(X):
             return SparseSource.from_csr(X.indptr, X.indices, X.data, X.shape[1], device, y)
         if isinstance(X, LazyRows):
-            row_bytes = 4 * max(1, math.prod(X.shape[1:]))
-            return BlockSource(X, block_rows=max(1, _BLOCK_BYTES // row_bytes),
-                               blocks_per_window=_WINDOW_BLOCKS, device=device)
+            return BlockSource(X, block_rows=_data.block_rows(X),
+                               blocks_per_window=_data.WINDOW_BLOCKS, device=device)
         if device.type == "cuda":
             free_bytes = torch.cuda.mem_get_info(device)[0]
             if 4 * X.shape[0] * max(1, math.prod(X.shape[1:])) > \
@@ -779,7 +672,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         if isinstance(X, LazyRows):
             # Reads from disk in chunks of a few blocks: larger chunks buy no
             # speed and cost memory (their activations, and the heap's slack).
-            chunk_rows = min(chunk_rows, max(1, 4 * _BLOCK_BYTES // (4 * X.shape[1])))
+            chunk_rows = min(chunk_rows, 4 * _data.block_rows(X))
         with torch_threads(self.n_threads):
             result = predict_in_chunks(lambda chunk: function(module, chunk), X, state.device,
                                        chunk_rows, dtype)
@@ -788,7 +681,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         if not np.isfinite(result.sum(dtype=np.float64)) and not np.isfinite(result).all():
             raise ValueError(
                 f"{type(self).__name__} computed values that are not finite for this input "
-                f"(largest |value| in it: {_largest_magnitude(X):.3g}): it lies far outside the "
+                f"(largest |value| in it: {largest_magnitude(X):.3g}): it lies far outside the "
                 "range the model was trained on. Scale it as the training data were.")
         return result.astype(X.dtype if out_dtype is None else out_dtype, copy=False)
 
