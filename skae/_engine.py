@@ -289,6 +289,7 @@ class TensorSource:
         return _split(self, fraction, generator)
 
     def batches(self, batch_size, generator=None, shard=None):
+        """``(X_batch, y_batch)`` pairs, as the source protocol above says."""
         X, y = self.X, self.y
         order = epoch_positions(self.n_rows, generator, shard)
         n_rows = self.n_rows if order is None else order.shape[0]

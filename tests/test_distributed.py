@@ -52,6 +52,9 @@ np.save(os.path.join(sys.argv[1], f"X{rank}.npy"), X)
 skae._data.BLOCK_BYTES = 10 * 4 * 16  # blocks of 16 rows: this memmap is read in windows
 results["blocks"] = AutoencoderTransformer(max_iter=2, early_stopping=True, **common).fit(
     np.load(os.path.join(sys.argv[1], f"X{rank}.npy"), mmap_mode="r"))
+results["frozen"] = AutoencoderClassifier(  # DDP sees the head's parameters only
+    AutoencoderTransformer(max_iter=2, **common), max_iter=3, batch_size=16, random_state=0,
+    distributed=True).fit(X, y)
 partial = AutoencoderTransformer(**common)
 for start in range(0, 256, 128):
     partial.partial_fit(X[start:start + 128])
@@ -99,7 +102,7 @@ def _weights(model):
 
 
 @pytest.mark.parametrize("name", ["ae", "stopped", "vae", "unseeded", "classifier", "partial",
-                                  "sparse", "blocks"])
+                                  "sparse", "blocks", "frozen"])
 def test_every_process_ends_with_the_same_plain_estimator(replicas, name):
     first, second = replicas[0][name], replicas[1][name]
     for a, b in zip(_weights(first), _weights(second)):
