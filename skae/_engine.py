@@ -447,6 +447,8 @@ class StreamingSource:
                 yield (self.X.index_select(0, index).to(self.device),
                        None if self.y is None else self.y[index.to(self.y.device)])
             return
+        # Targets are on the device: index them with the order sent there once.
+        device_order = None if self.y is None else order.to(self.device)
         copy_stream = torch.cuda.Stream(self.device)
         compute_stream = torch.cuda.current_stream(self.device)
         buffers = [torch.empty((batch_size, *self.X.shape[1:]), dtype=self.X.dtype,
@@ -464,17 +466,18 @@ class StreamingSource:
                 rows = host.to(self.device, non_blocking=True)
                 copies[slot] = torch.cuda.Event()
                 copies[slot].record(copy_stream)
-            return rows, copies[slot], index
+            return rows, copies[slot]
 
         pending = send(0) if len(starts) else None
         for number in range(len(starts)):
-            rows, copied, index = pending
+            rows, copied = pending
             if number + 1 < len(starts):
                 # Gather and send the next batch while the device works.
                 pending = send(number + 1)
             compute_stream.wait_event(copied)
             rows.record_stream(compute_stream)  # allocated on the copy stream
-            yield rows, None if self.y is None else self.y[index.to(self.y.device)]
+            yield rows, None if self.y is None else self.y[
+                device_order[starts[number]:starts[number] + batch_size]]
 
 
 class BlockSource:
