@@ -74,6 +74,22 @@ class AutoencoderTransformer(BaseAutoencoder):
         most 1.4x slower than two threads when the machine was idle, and two
         threads were 2.2-2.8x slower than one when another process was busy.
         ``None`` keeps torch's own setting.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the training steps: ``"bfloat16"`` runs the forward
+        pass and the loss under :func:`torch.autocast` in bfloat16, faster
+        where the hardware has bfloat16 matrix units (recent GPUs, CPUs with
+        AMX) at some cost in accuracy; weights, gradients and optimizer stay
+        float32. Inference computes in float32 (float64 for float64 input).
+    distributed : bool, default=False
+        Train one model on all the processes of a :mod:`torch.distributed`
+        process group (launched e.g. by ``torchrun``, initialised by the
+        script) with :class:`~torch.nn.parallel.DistributedDataParallel`:
+        every process passes the same rows and trains on its share of each
+        epoch, ``batch_size`` rows per process and step; losses and early
+        stopping are agreed by all, and each process ends with the same
+        fitted estimator. ``device="auto"`` is then this process's GPU
+        (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo. Not for use
+        inside a parallel search.
 
     Attributes
     ----------
@@ -152,6 +168,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         callbacks=None,
         device="auto",
         n_threads=1,
+        precision="float32",
+        distributed=False,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -171,6 +189,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.callbacks = callbacks
         self.device = device
         self.n_threads = n_threads
+        self.precision = precision
+        self.distributed = distributed
 
     def _module_factory(self, n_features):
         sizes, n_components, activation = (

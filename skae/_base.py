@@ -22,12 +22,14 @@ from plain reconstruction, what its outputs are.
 import contextlib
 import copy
 import math
+import os
 import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import (
     BaseEstimator,
@@ -40,17 +42,25 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _data
 from ._callbacks import ProgressBar
+from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
     derive_seed,
+    in_parallel_worker,
     make_generator,
     map_location_for,
     resolve_device,
     seed_from_random_state,
+    to_pinned_tensor,
     to_tensor,
     torch_threads,
 )
 from ._engine import (
+    BlockSource,
+    Replicas,
+    SparseSource,
+    StreamingSource,
     TensorSource,
     Trainer,
     TrainingDivergedError,
@@ -60,7 +70,6 @@ from ._engine import (
     n_held_out,
     predict_in_chunks,
     resolve_batch_size,
-    split_rows,
     widest_row,
 )
 from ._fastpath import ReconstructionLoss  # noqa: F401 - the loss estimators declare
@@ -74,6 +83,12 @@ from ._modules import ACTIVATIONS, materialize
 # (products of a dozen rows ran 2.3x slower at 5,000 features), up to 64
 # times that size (16 MiB); see _chunk_rows.
 _CHUNK_FLOATS = 1 << 16
+
+# On CUDA, training rows stay in pinned host memory and are streamed to the
+# device batch by batch when, as float32, they would take more than this
+# fraction of its free memory (the rest is for the network, its optimizer
+# and its activations).
+_DEVICE_MEMORY_FRACTION = 0.5
 
 
 def check_noise_level(noise, noise_level):
@@ -103,8 +118,8 @@ def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
                 "Encode them first (e.g. OneHotEncoder or OrdinalEncoder in a "
                 "ColumnTransformer) or drop them.")
     try:
-        return validate_data(estimator, X, y, reset=reset, dtype=[np.float32, np.float64],
-                             **kwargs)
+        validated = validate_data(estimator, X, y, reset=reset, dtype=[np.float32, np.float64],
+                                  accept_sparse="csr", **kwargs)
     except ValueError as error:
         if "could not convert" not in str(error).lower() and \
                 "unable to convert" not in str(error).lower():
@@ -112,6 +127,14 @@ def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
         raise ValueError(
             f"{error}. {type(estimator).__name__} needs numeric input: encode text or "
             "categories first (e.g. OneHotEncoder or OrdinalEncoder).") from None
+    X = validated[0] if isinstance(validated, tuple) else validated
+    if sp.issparse(X) and not X.has_canonical_format:
+        # Batches are made dense by writing each nonzero once: duplicates
+        # (which SciPy sums) are summed first, in a copy.
+        X = X.copy()
+        X.sum_duplicates()
+        validated = (X, validated[1]) if isinstance(validated, tuple) else X
+    return validated
 
 
 class RandomStreams:
@@ -129,11 +152,14 @@ class RandomStreams:
         self.seed = seed
         self.n_iter = n_iter
 
-    def seed_for(self, key):
+    def seed_for(self, key, replica=0):
+        # Replica 0 draws what a single process draws; the others their own.
+        if replica:
+            return derive_seed(self.seed, key, self.n_iter, replica)
         return derive_seed(self.seed, key, self.n_iter)
 
-    def generator(self, key, device="cpu"):
-        return make_generator(self.seed_for(key), device)
+    def generator(self, key, device="cpu", replica=0):
+        return make_generator(self.seed_for(key, replica), device)
 
 
 class TrainingState:
@@ -316,6 +342,8 @@ _TRAINING_CONSTRAINTS = {
     "callbacks": [None, list, tuple],
     "device": [str, torch.device],
     "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "precision": [StrOptions({"float32", "bfloat16"})],
+    "distributed": ["boolean"],
 }
 
 
@@ -367,6 +395,22 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 raise TypeError(
                     f"callbacks must be a list of callables taking an EpochRecord; "
                     f"{callback!r} is not callable.")
+
+    def _check_distributed(self):
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError(
+                "distributed=True trains one model on all the processes of a "
+                "torch.distributed process group, and none is initialised in this process. "
+                "Launch the script on every process (e.g. with torchrun) and call "
+                "torch.distributed.init_process_group('gloo') (CPUs) or ('nccl') (GPUs) "
+                "before fit; or set distributed=False.")
+        if in_parallel_worker():
+            raise ValueError(
+                "distributed=True cannot train inside a parallel search or a joblib/Dask "
+                "worker: every process of the torch.distributed group must make the same "
+                "fit calls together. Search with distributed=False (one model per worker), "
+                "then refit the best parameters with distributed=True.")
 
     # ------------------------------------------------------------------ #
     # Fitted attributes: views of the training state.
@@ -438,9 +482,73 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _callbacks(self):
         callbacks = list(self.callbacks or ())
-        if self.verbose:
+        # Under distributed=True only the first process shows progress.
+        if self.verbose and not (self.distributed and torch.distributed.is_initialized()
+                                 and torch.distributed.get_rank() != 0):
             callbacks.append(ProgressBar())
         return callbacks
+
+    def _resolve_device(self):
+        """``device_`` for a new network; every training call starts here.
+
+        Under ``distributed=True`` (checked to be usable here), ``"auto"`` and
+        ``"cuda"`` mean this process's GPU, ``cuda:LOCAL_RANK`` (torchrun and
+        most launchers set ``LOCAL_RANK``), when the process group runs NCCL
+        (or ``"cuda"`` was asked for), else the CPU.
+        """
+        if not self.distributed:
+            return resolve_device(self.device)
+        self._check_distributed()
+        backend = str(torch.distributed.get_backend())
+        local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        if isinstance(self.device, str) and self.device in ("auto", "cuda"):
+            if self.device == "cuda" or ("nccl" in backend and torch.cuda.is_available()):
+                return resolve_device(local)
+            return torch.device("cpu")
+        device = resolve_device(self.device)
+        if "nccl" in backend and "gloo" not in backend and device.type != "cuda":
+            raise ValueError(
+                f"device={self.device!r} with distributed=True: the process group runs "
+                "NCCL, which needs a GPU; use device='auto' (this process's GPU, from "
+                "LOCAL_RANK) or a 'gloo' process group for CPUs.")
+        return device
+
+    def _draw_seed(self):
+        """A seed from ``random_state``; the first process's under distributed=True."""
+        seed = seed_from_random_state(self.random_state)
+        if self.distributed:
+            seed = Replicas(self._resolve_device()).broadcast(seed)
+        return seed
+
+    def _autocast_dtype(self, device):
+        if self.precision == "float32":
+            return None
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"precision='bfloat16' was requested but {torch.cuda.get_device_name(device)} "
+                "does not compute in bfloat16; use precision='float32'.")
+        return torch.bfloat16
+
+    def _source(self, X, y, device):
+        """The engine's source of batches for validated ``X`` (and targets ``y``).
+
+        A sparse matrix stays sparse (on the device), an array on disk is read
+        in blocks, and an in-memory array becomes one tensor on the device,
+        or, on a GPU whose free memory it would crowd, one in pinned host
+        memory streamed batch by batch (the same model either way).
+        """
+        y = None if y is None else torch.as_tensor(y, device=device)
+        if sp.issparse(X):
+            return SparseSource.from_csr(X.indptr, X.indices, X.data, X.shape[1], device, y)
+        if isinstance(X, LazyRows):
+            return BlockSource(X, block_rows=_data.block_rows(X),
+                               blocks_per_window=_data.WINDOW_BLOCKS, device=device)
+        if device.type == "cuda":
+            free_bytes = torch.cuda.mem_get_info(device)[0]
+            if 4 * X.shape[0] * max(1, math.prod(X.shape[1:])) > \
+                    _DEVICE_MEMORY_FRACTION * free_bytes:
+                return StreamingSource.from_array(to_pinned_tensor(X), y, device)
+        return TensorSource(to_tensor(X, device), y)
 
     def _check_enough_rows(self, n_rows, what="samples"):
         """With early stopping, the held-out rows must leave some to train on."""
@@ -457,7 +565,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _new_state(self, n_features, device, seed=None, module=None):
         """A fresh :class:`TrainingState` (built network, new optimizer)."""
-        seed = seed_from_random_state(self.random_state) if seed is None else seed
+        seed = self._draw_seed() if seed is None else seed
         if module is None:
             module = self._build_module(n_features, seed, device)
         optimizer = make_optimizer(module, self.learning_rate_init, self.alpha)
@@ -486,35 +594,42 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         ``warm_start``), else a new network. The result becomes the fitted
         state only once training has succeeded.
         """
-        device = resolve_device(self.device) if state is None else state.device
+        device = self._resolve_device() if state is None else state.device
+        replicas = Replicas(device) if self.distributed else None
         continuing = state is None and self.__sklearn_is_fitted__() and (
             incremental or getattr(self, "warm_start", False))
         validating = self.early_stopping and not incremental
         if validating:
             self._check_enough_rows(X.shape[0])
+        if replicas is not None and not replicas.agree(X.shape[0]):
+            raise ValueError(
+                "distributed=True: the processes passed different numbers of rows. Every "
+                "process passes the same rows (all of them); each trains on its share.")
         with torch_threads(self.n_threads):
             if state is None:
                 state = (self._continued_state(device) if continuing
                          else self._new_state(X.shape[1], device))
             streams = RandomStreams(state.seed, state.n_iter)
-            source = TensorSource(to_tensor(X, device),
-                                  None if y is None else torch.as_tensor(y, device=device))
+            source = self._source(X, y, device)
             validation = None
             if validating:
-                kept, held_out = split_rows(source.n_rows, self.validation_fraction,
-                                            streams.generator(RandomStreams.SPLIT))
-                validation = Validation(self._validation_scores, source.take(held_out),
-                                        self._chunk_rows(state))
-                source = source.take(kept)
-            batch_size = resolve_batch_size(self.batch_size, source.n_rows)
+                source, held_out = source.split(self.validation_fraction,
+                                                streams.generator(RandomStreams.SPLIT))
+                validation = Validation(self._validation_scores, held_out,
+                                        self._chunk_rows(state), replicas)
+            n_rows = (source.n_rows if replicas is None
+                      else math.ceil(source.n_rows / replicas.world_size))
+            batch_size = resolve_batch_size(self.batch_size, n_rows)
             if self.verbose and self.batch_size != "auto" and batch_size < self.batch_size:
                 print(f"{type(self).__name__}: batch_size={self.batch_size} is larger than "
-                      f"the {source.n_rows} training samples; using {batch_size}.", flush=True)
+                      f"the {n_rows} training samples; using {batch_size}.", flush=True)
             trainer = Trainer(
                 state.module, self._training_loss, state.optimizer, batch_size=batch_size,
                 shuffle_generator=(streams.generator(RandomStreams.SHUFFLE)
                                    if self.shuffle else None),
-                noise_generator=streams.generator(RandomStreams.NOISE, device),
+                noise_generator=streams.generator(
+                    RandomStreams.NOISE, device, 0 if replicas is None else replicas.rank),
+                autocast_dtype=self._autocast_dtype(device), replicas=replicas,
                 fast_path=self._fast_path, cuda_graph=self._cuda_graph,
             )
             try:
@@ -565,13 +680,20 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         state = self._training if fitted else state
         module = state.inference_module(X.dtype, cached=fitted)
         dtype = X.dtype if module is not state.module else np.float32
+        chunk_rows = self._chunk_rows(state)
+        if isinstance(X, LazyRows):
+            # Reads from disk in chunks of a few blocks: larger chunks buy no
+            # speed and cost memory (their activations, and the heap's slack).
+            chunk_rows = min(chunk_rows, 4 * _data.block_rows(X))
         with torch_threads(self.n_threads):
             result = predict_in_chunks(lambda chunk: function(module, chunk), X, state.device,
-                                       self._chunk_rows(state), dtype)
-        if not np.isfinite(result).all():
+                                       chunk_rows, dtype)
+        # A finite float64 sum proves every value finite without a mask the
+        # size of the output.
+        if not np.isfinite(result.sum(dtype=np.float64)) and not np.isfinite(result).all():
             raise ValueError(
                 f"{type(self).__name__} computed values that are not finite for this input "
-                f"(largest |value| in it: {np.abs(X).max():.3g}): it lies far outside the "
+                f"(largest |value| in it: {largest_magnitude(X):.3g}): it lies far outside the "
                 "range the model was trained on. Scale it as the training data were.")
         return result.astype(X.dtype if out_dtype is None else out_dtype, copy=False)
 
@@ -581,7 +703,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def __getstate__(self):
@@ -720,10 +842,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     # Data.
 
     def _validate_X(self, X, *, reset):
+        if reads_in_blocks(X):
+            return validate_rows(self, X, reset=reset)
         return validate_numeric(self, X, reset=reset)
 
     def _validate_codes(self, Z):
-        Z = check_array(Z, dtype=[np.float32, np.float64], input_name="Z")
+        Z = check_array(Z, dtype=[np.float32, np.float64], accept_sparse="csr", input_name="Z")
         if Z.shape[1] != self._n_features_out:
             raise ValueError(
                 f"Z has {Z.shape[1]} columns, but {type(self).__name__} has "

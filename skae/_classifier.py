@@ -10,7 +10,6 @@ from sklearn.utils.validation import check_is_fitted
 from ._autoencoder import AutoencoderTransformer
 from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams, validate_numeric
 from ._callbacks import InPhase
-from ._device import resolve_device, seed_from_random_state
 from ._modules import EncoderClassifier
 
 
@@ -95,6 +94,22 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call of phase 2 and
         prediction (None keeps torch's setting).
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the training steps: ``"bfloat16"`` runs the forward
+        pass and the loss under :func:`torch.autocast` in bfloat16, faster
+        where the hardware has bfloat16 matrix units (recent GPUs, CPUs with
+        AMX) at some cost in accuracy; weights, gradients and optimizer stay
+        float32. Inference computes in float32 (float64 for float64 input).
+    distributed : bool, default=False
+        Train one model on all the processes of a :mod:`torch.distributed`
+        process group (launched e.g. by ``torchrun``, initialised by the
+        script) with :class:`~torch.nn.parallel.DistributedDataParallel`:
+        every process passes the same rows and trains on its share of each
+        epoch, ``batch_size`` rows per process and step; losses and early
+        stopping are agreed by all, and each process ends with the same
+        fitted estimator. ``device="auto"`` is then this process's GPU
+        (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo. Not for use
+        inside a parallel search.
 
     Attributes
     ----------
@@ -188,6 +203,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         callbacks=None,
         device="auto",
         n_threads=1,
+        precision="float32",
+        distributed=False,
     ):
         self.autoencoder = autoencoder
         self.freeze_encoder = freeze_encoder
@@ -206,6 +223,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         self.callbacks = callbacks
         self.device = device
         self.n_threads = n_threads
+        self.precision = precision
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ #
     # The network and its loss.
@@ -254,7 +273,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         """
         with self._restored_on_error():
             self._check_params()
-            device = resolve_device(self.device)
+            device = self._resolve_device()
             X, y = validate_numeric(self, X, y, reset=True)
             check_classification_targets(y)
             labelled = ~_unlabelled(y)
@@ -264,7 +283,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                     "one labelled row to train its classifier.")
             self._check_enough_rows(int(labelled.sum()), what="labelled rows")
             self.classes_, y_encoded = np.unique(y[labelled], return_inverse=True)
-            seed = seed_from_random_state(self.random_state)
+            seed = self._draw_seed()
             source = self._pretrain(X, seed)
             self.autoencoder_ = source if self.pretrain else None
             self._encoder_source = source

@@ -122,6 +122,22 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         most 1.4x slower than two threads when the machine was idle, and two
         threads were 2.2-2.8x slower than one when another process was busy.
         ``None`` keeps torch's own setting.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the training steps: ``"bfloat16"`` runs the forward
+        pass and the loss under :func:`torch.autocast` in bfloat16, faster
+        where the hardware has bfloat16 matrix units (recent GPUs, CPUs with
+        AMX) at some cost in accuracy; weights, gradients and optimizer stay
+        float32. Inference computes in float32 (float64 for float64 input).
+    distributed : bool, default=False
+        Train one model on all the processes of a :mod:`torch.distributed`
+        process group (launched e.g. by ``torchrun``, initialised by the
+        script) with :class:`~torch.nn.parallel.DistributedDataParallel`:
+        every process passes the same rows and trains on its share of each
+        epoch, ``batch_size`` rows per process and step; losses and early
+        stopping are agreed by all, and each process ends with the same
+        fitted estimator. ``device="auto"`` is then this process's GPU
+        (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo. Not for use
+        inside a parallel search.
 
     Attributes
     ----------
@@ -217,6 +233,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         callbacks=None,
         device="auto",
         n_threads=1,
+        precision="float32",
+        distributed=False,
     ):
         self.n_components = n_components
         self.image_shape = image_shape
@@ -241,6 +259,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         self.callbacks = callbacks
         self.device = device
         self.n_threads = n_threads
+        self.precision = precision
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ #
     # Parameters and the shape of a row.
@@ -294,7 +314,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
             signals = self.image_shape is not None and len(tuple(self.image_shape)) == 2
             if ndim == 3 and not signals:
                 given = (1, *given)
-            X = np.asarray(X).reshape(X.shape[0], -1)
+            # A memmap stays one (reshape is a view), to be read in blocks.
+            X = (X if isinstance(X, np.ndarray) else np.asarray(X)).reshape(X.shape[0], -1)
         X = super()._validate_X(X, reset=reset)
         if reset:
             self.image_shape_ = self._resolve_image_shape(X.shape[1], given)

@@ -5,6 +5,7 @@ estimators call down into it.
 """
 
 import contextlib
+import sys
 import threading
 import warnings
 
@@ -92,6 +93,17 @@ def to_tensor(X, device):
         # a warning; a copy is the honest alternative.
         array = array.copy()
     return torch.from_numpy(array).to(device)
+
+
+def to_pinned_tensor(X):
+    """Copy an array into one float32 tensor in pinned (page-locked) host memory.
+
+    Pinned memory is what CUDA copies from asynchronously; the array is
+    converted on the way, with no intermediate copy.
+    """
+    tensor = torch.empty(X.shape, dtype=torch.float32, pin_memory=torch.cuda.is_available())
+    tensor.numpy()[...] = X
+    return tensor
 
 
 def to_numpy(tensor, dtype=np.float32):
@@ -186,6 +198,23 @@ def torch_threads(n_threads):
                 restore = _threads_saved if _threads_users == 0 else None
             if restore is not None and torch.get_num_threads() != restore:
                 torch.set_num_threads(restore)
+
+
+def in_parallel_worker():
+    """Whether this call runs inside a joblib worker (threads or processes) or
+    a Dask worker: where a parallel search runs its fits."""
+    from joblib.parallel import get_active_backend
+
+    if getattr(get_active_backend()[0], "nesting_level", 0) > 0:
+        return True
+    dask_distributed = sys.modules.get("distributed")
+    if dask_distributed is not None:
+        try:
+            dask_distributed.get_worker()
+            return True
+        except ValueError:
+            pass
+    return False
 
 
 def state_dict_to_cpu(module):

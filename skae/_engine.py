@@ -4,12 +4,17 @@ An estimator hands the engine a built network, a loss function, an optimizer
 and a source of batches; the engine knows nothing else about it and speaks
 only of its own arguments. The loop is a chain of small steps, as in skorch:
 :func:`fit_loop` runs epochs and decides when to stop, :meth:`Trainer.run_epoch`
-runs one pass over the batches of a :class:`TensorSource` in a seeded order,
-and :meth:`Trainer.train_step` does one optimizer step: through autograd, or for a
+runs one pass over the batches of a source in a seeded order, and
+:meth:`Trainer.train_step` does one optimizer step: through autograd, or for a
 plain dense autoencoder through the hand-written step of :mod:`skae._fastpath`.
 
-In-memory data arrive as one float32 tensor already on the device; batches are
-taken by indexing it, so there is no per-sample Python and no DataLoader.
+Sources give batches by index, so there is no per-sample Python and no
+DataLoader: :class:`TensorSource` (rows in one float32 tensor on the device),
+:class:`SparseSource` (CSR rows on the device, each batch made dense there),
+:class:`StreamingSource` (rows in pinned host memory, copied to the GPU one
+batch ahead) and :class:`BlockSource` (rows read from disk in shuffled
+blocks). :class:`Replicas` trains one model on several processes with
+DistributedDataParallel.
 """
 
 import contextlib
@@ -229,6 +234,35 @@ def resolve_batch_size(batch_size, n_rows, auto=200):
     return min(auto if batch_size == "auto" else batch_size, n_rows)
 
 
+# --------------------------------------------------------------------------- #
+# Sources of batches.
+#
+# Every source of training rows has ``n_rows``, ``split(fraction, generator)``
+# (kept and held-out rows, as two sources of the same kind) and
+# ``batches(batch_size, generator=None, shard=None)``, which yields
+# ``(X_batch, y_batch)`` pairs on the device covering every row once: in a
+# random order drawn from ``generator`` (in order when it is None), and of
+# that order only the share that ``shard`` (a callable on row positions, see
+# :meth:`Replicas.shard`) keeps for this process.
+
+def epoch_positions(n_rows, generator=None, shard=None):
+    """The row positions of one epoch, as a CPU tensor, or None for ``0..n_rows-1``.
+
+    A permutation drawn from ``generator`` (``torch.randperm``, so that every
+    source draws the same order for the same rows), of which ``shard`` keeps
+    this process's share.
+    """
+    order = None if generator is None else torch.randperm(n_rows, generator=generator)
+    if shard is not None:
+        order = shard(torch.arange(n_rows) if order is None else order)
+    return order
+
+
+def _split(source, fraction, generator):
+    kept, held_out = split_rows(source.n_rows, fraction, generator)
+    return source.take(kept), source.take(held_out)
+
+
 class TensorSource:
     """Training rows held as one tensor on the device (and targets), batched by index.
 
@@ -252,12 +286,17 @@ class TensorSource:
         return TensorSource(self.X.index_select(0, index),
                             None if self.y is None else self.y.index_select(0, index))
 
-    def batches(self, batch_size, generator=None):
-        """``(X_batch, y_batch)`` pairs covering every row once, in a random
-        order drawn from ``generator``, or in order when it is None."""
-        X, y, n_rows = self.X, self.y, self.n_rows
-        order = None if generator is None else torch.randperm(
-            n_rows, generator=generator).to(X.device)
+    def split(self, fraction, generator):
+        """``(kept, held_out)`` sources, as :func:`split_rows` splits the rows."""
+        return _split(self, fraction, generator)
+
+    def batches(self, batch_size, generator=None, shard=None):
+        """``(X_batch, y_batch)`` pairs, as the source protocol above says."""
+        X, y = self.X, self.y
+        order = epoch_positions(self.n_rows, generator, shard)
+        n_rows = self.n_rows if order is None else order.shape[0]
+        if order is not None:
+            order = order.to(X.device)
         for start in range(0, n_rows, batch_size):
             stop = min(start + batch_size, n_rows)
             if order is None:
@@ -266,6 +305,389 @@ class TensorSource:
                 # index_select copies whole rows; X[index] is ~3x slower per batch.
                 index = order[start:stop]
                 yield X.index_select(0, index), None if y is None else y.index_select(0, index)
+
+
+class SparseSource:
+    """Training rows of a CSR matrix, kept compressed on the device.
+
+    Each batch is made dense on the device from its rows' nonzeros, so memory
+    holds the nonzeros plus one dense batch, never the dense matrix. The
+    order of the rows is the one :class:`TensorSource` draws for the same
+    generator, so a model trained on a sparse matrix is the one trained on
+    its dense twin.
+
+    Parameters
+    ----------
+    indptr, indices, values : torch.Tensor
+        The CSR arrays (one row's nonzeros are ``indptr[i]:indptr[i + 1]``),
+        on the device; ``indices`` and ``indptr`` of an integer dtype,
+        ``values`` float32. Each (row, column) pair occurs at most once.
+    n_columns : int
+    y : torch.Tensor of shape (n_rows, ...) or None
+    """
+
+    def __init__(self, indptr, indices, values, n_columns, y=None):
+        self.indptr = indptr.to(torch.int64)
+        self.indices = indices
+        self.values = values
+        self.n_columns = int(n_columns)
+        self.y = y
+
+    @classmethod
+    def from_csr(cls, indptr, indices, data, n_columns, device, y=None):
+        """A source on ``device`` from the arrays of a SciPy CSR matrix (NumPy).
+
+        Only the nonzeros are copied: column indices as int32 (widened per
+        batch), values as float32.
+        """
+        index_dtype = torch.int32 if n_columns < 2**31 else torch.int64
+        return cls(torch.as_tensor(np.asarray(indptr, dtype=np.int64), device=device),
+                   torch.as_tensor(np.asarray(indices), device=device).to(index_dtype),
+                   torch.as_tensor(np.asarray(data, dtype=np.float32), device=device),
+                   n_columns, y)
+
+    @property
+    def n_rows(self):
+        return self.indptr.shape[0] - 1
+
+    @property
+    def device(self):
+        return self.values.device
+
+    def _nonzeros(self, index):
+        """For the rows at ``index`` (on the device): each nonzero's position
+        in the batch, its position in ``indices``/``values``, and the counts."""
+        starts = self.indptr[index]
+        counts = self.indptr[index + 1] - starts
+        batch_rows = torch.repeat_interleave(
+            torch.arange(index.shape[0], device=index.device), counts)
+        # The k-th nonzero of the batch is the (k - first[row])-th of its row.
+        first = torch.cumsum(counts, 0) - counts
+        positions = torch.arange(batch_rows.shape[0], device=index.device) + \
+            torch.repeat_interleave(starts - first, counts)
+        return batch_rows, positions, counts
+
+    def take(self, index):
+        index = index.to(self.device)
+        _, positions, counts = self._nonzeros(index)
+        indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        return SparseSource(indptr, self.indices[positions], self.values[positions],
+                            self.n_columns, None if self.y is None else self.y[index])
+
+    def split(self, fraction, generator):
+        return _split(self, fraction, generator)
+
+    def dense(self, index):
+        """The rows at ``index`` (a tensor on the device) as a dense float32 tensor."""
+        batch_rows, positions, _ = self._nonzeros(index)
+        rows = torch.zeros((index.shape[0], self.n_columns), dtype=self.values.dtype,
+                           device=self.device)
+        flat = batch_rows * self.n_columns + self.indices[positions].to(torch.int64)
+        rows.view(-1).index_put_((flat,), self.values[positions])
+        return rows
+
+    def batches(self, batch_size, generator=None, shard=None):
+        order = epoch_positions(self.n_rows, generator, shard)
+        order = (torch.arange(self.n_rows) if order is None else order).to(self.device)
+        for start in range(0, order.shape[0], batch_size):
+            index = order[start:start + batch_size]
+            yield self.dense(index), None if self.y is None else self.y[index]
+
+
+class StreamingSource:
+    """Training rows kept in (pinned) host memory and sent to the device batch by batch.
+
+    For data that do not fit on the accelerator. The rows and their order
+    are those :class:`TensorSource` gives for the same generator, so the
+    model is the same as with the whole table on the device. On CUDA each
+    batch's rows are gathered on the host into a pinned buffer and copied
+    on a side stream while the device runs the previous steps (two buffers
+    alternate); on other devices the batches are gathered and sent in turn.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_rows, ...)
+        float32 rows on the CPU, pinned when ``device`` is CUDA.
+    y : torch.Tensor of shape (n_rows, ...) or None
+        Targets, on ``device``.
+    device : torch.device
+    """
+
+    def __init__(self, X, y, device):
+        self.X = X
+        self.y = y
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_array(cls, X, y, device):
+        """A source from a float32 CPU tensor, pinning it once for a CUDA device."""
+        if torch.device(device).type == "cuda" and not X.is_pinned():
+            X = X.pin_memory()
+        return cls(X, y, device)
+
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+    def take(self, index):
+        index = index.to("cpu")
+        return StreamingSource.from_array(
+            self.X.index_select(0, index),
+            None if self.y is None else self.y.index_select(0, index.to(self.y.device)),
+            self.device)
+
+    def split(self, fraction, generator):
+        return _split(self, fraction, generator)
+
+    def batches(self, batch_size, generator=None, shard=None):
+        order = epoch_positions(self.n_rows, generator, shard)
+        order = torch.arange(self.n_rows) if order is None else order
+        starts = range(0, order.shape[0], batch_size)
+        if self.device.type != "cuda":
+            for start in starts:
+                index = order[start:start + batch_size]
+                yield (self.X.index_select(0, index).to(self.device),
+                       None if self.y is None else self.y[index.to(self.y.device)])
+            return
+        # Targets are on the device: index them with the order sent there once.
+        device_order = None if self.y is None else order.to(self.device)
+        copy_stream = torch.cuda.Stream(self.device)
+        compute_stream = torch.cuda.current_stream(self.device)
+        buffers = [torch.empty((batch_size, *self.X.shape[1:]), dtype=self.X.dtype,
+                               pin_memory=True) for _ in range(2)]
+        copies = [None, None]  # the event of the last copy out of each buffer
+
+        def send(number):
+            index = order[starts[number]:starts[number] + batch_size]
+            slot = number % 2
+            if copies[slot] is not None:
+                copies[slot].synchronize()  # that copy has read the buffer
+            host = buffers[slot][:index.shape[0]]
+            torch.index_select(self.X, 0, index, out=host)
+            with torch.cuda.stream(copy_stream):
+                rows = host.to(self.device, non_blocking=True)
+                copies[slot] = torch.cuda.Event()
+                copies[slot].record(copy_stream)
+            return rows, copies[slot]
+
+        pending = send(0) if len(starts) else None
+        for number in range(len(starts)):
+            rows, copied = pending
+            if number + 1 < len(starts):
+                # Gather and send the next batch while the device works.
+                pending = send(number + 1)
+            compute_stream.wait_event(copied)
+            rows.record_stream(compute_stream)  # allocated on the copy stream
+            yield rows, None if self.y is None else self.y[
+                device_order[starts[number]:starts[number] + batch_size]]
+
+
+class BlockSource:
+    """Training rows of an array read in contiguous blocks: data on disk.
+
+    ``X`` is anything whose ``X[start:stop]`` gives rows as an array: a
+    NumPy memmap, an HDF5 or Zarr dataset... Only contiguous slices are
+    read, so reading stays fast on disk. The rows are cut into blocks of
+    ``block_rows``; an epoch visits the blocks in a random order, reads
+    ``blocks_per_window`` of them into one window of float32 rows (the only
+    copy held in memory), and draws the window's batches in a random order
+    of its rows. Every row is visited once per epoch, and a batch mixes rows
+    from every block of its window.
+
+    ``split`` holds out whole blocks (picked at random), so that scoring
+    them reads only them.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, ...)
+        Sliceable along its first axis.
+    block_rows, blocks_per_window : int
+    device : torch.device
+    blocks : list of (start, stop) or None
+        The blocks to read (default: all of ``X``).
+    """
+
+    def __init__(self, X, *, block_rows, blocks_per_window, device, blocks=None):
+        self.X = X
+        self.block_rows = max(1, int(block_rows))
+        self.blocks_per_window = max(1, int(blocks_per_window))
+        self.device = torch.device(device)
+        if blocks is None:
+            n_rows = X.shape[0]
+            blocks = [(start, min(start + self.block_rows, n_rows))
+                      for start in range(0, n_rows, self.block_rows)]
+        self.blocks = blocks
+
+    @property
+    def n_rows(self):
+        return sum(stop - start for start, stop in self.blocks)
+
+    def _with_blocks(self, blocks):
+        return BlockSource(self.X, block_rows=self.block_rows,
+                           blocks_per_window=self.blocks_per_window, device=self.device,
+                           blocks=sorted(blocks))
+
+    def split(self, fraction, generator):
+        """Held-out rows as whole blocks drawn at random: at least
+        ``n_held_out(n_rows, fraction)`` rows, and never every block."""
+        wanted = n_held_out(self.n_rows, fraction)
+        order = torch.randperm(len(self.blocks), generator=generator).tolist()
+        held_out, n_rows = [], 0
+        for index in order[:-1]:
+            if n_rows >= wanted:
+                break
+            held_out.append(index)
+            n_rows += self.blocks[index][1] - self.blocks[index][0]
+        kept = sorted(set(range(len(self.blocks))) - set(held_out))
+        return (self._with_blocks([self.blocks[i] for i in kept]),
+                self._with_blocks([self.blocks[i] for i in held_out]))
+
+    def windows(self, generator=None, batch_size=1):
+        """The blocks of one epoch, grouped into windows (lists of (start, stop)).
+
+        A window holds ``blocks_per_window`` blocks, or more when that is
+        needed for four batches of ``batch_size`` rows.
+        """
+        per_window = max(self.blocks_per_window, math.ceil(4 * batch_size / self.block_rows))
+        order = (range(len(self.blocks)) if generator is None
+                 else torch.randperm(len(self.blocks), generator=generator).tolist())
+        blocks = [self.blocks[i] for i in order]
+        return [blocks[i:i + per_window] for i in range(0, len(blocks), per_window)]
+
+    def batches(self, batch_size, generator=None, shard=None):
+        pinned = self.device.type == "cuda"
+        windows = self.windows(generator, batch_size)
+        width = max(sum(stop - start for start, stop in window) for window in windows)
+        # One buffer is refilled for every window (on CUDA once its copy to
+        # the device is done); no batch is a view of it.
+        buffer = torch.empty((width, *self.X.shape[1:]), dtype=torch.float32,
+                             pin_memory=pinned)
+        copied = None
+        for window in windows:
+            if copied is not None:
+                copied.synchronize()  # the last window's copy has read the buffer
+            n_rows = 0
+            for start, stop in window:
+                # One contiguous read, converted to float32 as it is copied.
+                buffer.numpy()[n_rows:n_rows + stop - start] = self.X[start:stop]
+                n_rows += stop - start
+            rows = buffer[:n_rows]
+            if pinned:
+                rows = rows.to(self.device, non_blocking=True)
+                copied = torch.cuda.Event()
+                copied.record()
+            order = epoch_positions(n_rows, generator, shard)
+            if order is None:
+                for start in range(0, n_rows, batch_size):
+                    batch = rows[start:start + batch_size]
+                    yield (batch if pinned else batch.clone()), None
+                continue
+            order = order.to(self.device)
+            for start in range(0, order.shape[0], batch_size):
+                yield rows.index_select(0, order[start:start + batch_size]), None
+
+
+# --------------------------------------------------------------------------- #
+# Several processes training one model.
+
+class Replicas:
+    """The processes of a :mod:`torch.distributed` group that train one model.
+
+    Each process (a *replica*) holds the same rows and the same seeds, trains
+    on its share of every epoch's order (:meth:`shard`) through
+    :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the
+    gradients, and all-reduces the figures that decide when to stop, so
+    that every replica takes the same decisions.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where this process trains; collectives run there with NCCL, on the
+        CPU otherwise.
+    group : ProcessGroup or None
+        None is the default group.
+    """
+
+    def __init__(self, device, group=None):
+        import torch.distributed as dist
+
+        self._dist = dist
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world_size = dist.get_world_size(group)
+        self.device = torch.device(device)
+        backend = str(dist.get_backend(group))
+        self._collective_device = (self.device if "nccl" in backend and
+                                   self.device.type == "cuda" else torch.device("cpu"))
+
+    def shard(self, positions):
+        """This replica's share of an epoch's ``positions``, as DistributedSampler cuts it.
+
+        The positions are padded (repeating the first ones) to a multiple of
+        the number of replicas, so that every replica runs the same number of
+        steps; replica ``r`` keeps ``positions[r::world_size]``, so that the
+        ``k``-th batches of all replicas together are the ``k``-th batch of
+        ``world_size`` times the size in a single process.
+        """
+        n_rows = positions.shape[0]
+        padding = -n_rows % self.world_size
+        if padding:
+            repeats = math.ceil(padding / n_rows)
+            positions = torch.cat([positions, positions.repeat(repeats)[:padding]])
+        return positions[self.rank::self.world_size]
+
+    def shard_without_padding(self, positions):
+        """This replica's share of ``positions``, each position in exactly one share."""
+        return positions[self.rank::self.world_size]
+
+    def sum(self, values):
+        """The sums over the replicas of a list of numbers (float64)."""
+        tensor = torch.tensor(values, dtype=torch.float64, device=self._collective_device)
+        self._dist.all_reduce(tensor, group=self.group)
+        return tensor.tolist()
+
+    def any(self, flag):
+        """Whether any replica says yes."""
+        return self.sum([float(bool(flag))])[0] > 0
+
+    def agree(self, value):
+        """Whether every replica has the same integer ``value``."""
+        tensor = torch.tensor([-int(value), int(value)], dtype=torch.int64,
+                              device=self._collective_device)
+        self._dist.all_reduce(tensor, op=self._dist.ReduceOp.MAX, group=self.group)
+        return -int(tensor[0]) == int(tensor[1])
+
+    def broadcast(self, value):
+        """Replica 0's ``value`` (an int64), on every replica."""
+        tensor = torch.tensor([int(value)], dtype=torch.int64, device=self._collective_device)
+        self._dist.broadcast(tensor, src=self._dist.get_global_rank(self.group, 0)
+                             if self.group is not None else 0, group=self.group)
+        return int(tensor[0])
+
+    def wrap(self, module, loss_fn):
+        """The loss as a DistributedDataParallel module (see :class:`LossModule`)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
+        return DistributedDataParallel(LossModule(module, loss_fn), device_ids=device_ids,
+                                       broadcast_buffers=False, process_group=self.group)
+
+
+class LossModule(torch.nn.Module):
+    """A network and its loss as one module.
+
+    DistributedDataParallel averages gradients only for a forward pass run
+    through it, and a loss may call any part of the network (an encoder,
+    then a decoder): wrapping the loss makes the whole pass one forward.
+    """
+
+    def __init__(self, network, loss_fn):
+        super().__init__()
+        self.network = network
+        self.loss_fn = loss_fn
+
+    def forward(self, X, y, generator):
+        return self.loss_fn(self.network, X, y, generator)
 
 
 # --------------------------------------------------------------------------- #
@@ -285,17 +707,28 @@ class Trainer:
         ``generator`` is a device generator for any noise the loss draws.
     optimizer : Adam
     batch_size : int
+        Rows per step (per replica with ``replicas``).
     shuffle_generator : torch.Generator or None
         CPU generator for the order of the rows in every epoch; None keeps
         the rows in order.
     noise_generator : torch.Generator or None
         Generator on the module's device, passed to ``loss_fn``.
+    autocast_dtype : torch.dtype or None
+        Run the forward pass and the loss under :func:`torch.autocast` with
+        this dtype (``torch.bfloat16``); the weights, their gradients and the
+        optimizer stay float32. None computes in float32.
+    replicas : Replicas or None
+        Train one model with the other processes of a torch.distributed
+        group: this process steps on its shard of every epoch through
+        DistributedDataParallel (whose gradient hooks need autograd), and
+        the epoch's figures are summed over the replicas.
     fast_path : bool, default=True
         Let a network and loss that :func:`~skae._fastpath.dense_step`
         recognises train through its hand-written step; False always uses
-        :meth:`autograd_step` (needed by anything that relies on autograd's
-        hooks, such as DistributedDataParallel). Both steps compute the same
-        gradients to float rounding and draw the same random numbers.
+        :meth:`autograd_step`. Both compute the same gradients to float
+        rounding and draw the same random numbers. The hand-written step is
+        never used under autocast or with replicas (DistributedDataParallel
+        averages gradients through autograd's hooks).
     cuda_graph : bool, default=False
         Replay the hand-written step from a CUDA graph for full batches
         (:class:`~skae._fastpath.GraphedStep`; opt-in, experimental).
@@ -308,25 +741,39 @@ class Trainer:
     """
 
     def __init__(self, module, loss_fn, optimizer, *, batch_size, shuffle_generator=None,
-                 noise_generator=None, fast_path=True, cuda_graph=False):
+                 noise_generator=None, autocast_dtype=None, replicas=None, fast_path=True,
+                 cuda_graph=False):
         self.module = module
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.shuffle_generator = shuffle_generator
         self.noise_generator = noise_generator
-        self.train_step = (fast_path and dense_step(
-            module, loss_fn, optimizer, noise_generator, cuda_graph=cuda_graph,
-            batch_size=batch_size)) or self.autograd_step
+        self.autocast_dtype = autocast_dtype
+        self.replicas = replicas
+        self._replicated = None if replicas is None else replicas.wrap(module, loss_fn)
+        self.train_step = (
+            fast_path and replicas is None and autocast_dtype is None
+            and dense_step(module, loss_fn, optimizer, noise_generator,
+                           cuda_graph=cuda_graph, batch_size=batch_size)) or self.autograd_step
 
     @property
     def learning_rate(self):
         return self.optimizer.param_groups[0]["lr"] if self.optimizer.param_groups else math.nan
 
+    def _loss(self, X_batch, y_batch):
+        if self._replicated is not None:
+            return self._replicated(X_batch, y_batch, self.noise_generator)
+        return self.loss_fn(self.module, X_batch, y_batch, self.noise_generator)
+
     def autograd_step(self, X_batch, y_batch):
         """One optimizer step through autograd: the reference every step matches."""
         self.optimizer.zero_grad()
-        loss, parts = self.loss_fn(self.module, X_batch, y_batch, self.noise_generator)
+        if self.autocast_dtype is None:
+            loss, parts = self._loss(X_batch, y_batch)
+        else:
+            with torch.autocast(X_batch.device.type, dtype=self.autocast_dtype):
+                loss, parts = self._loss(X_batch, y_batch)
         loss.backward()
         self.optimizer.step()
         return loss.detach(), parts
@@ -335,13 +782,18 @@ class Trainer:
         """One pass over ``source``; returns the mean loss and parts.
 
         ``stop_requested()`` is asked after every batch; when it says yes the
-        epoch ends there, and the means cover the rows it trained on.
+        epoch ends there, and the means cover the rows it trained on. With
+        replicas it is not asked (every replica must run the same steps; the
+        loop asks them all together after the epoch), and the means are over
+        the rows of every replica.
         """
         self.module.train()
         total = None
         part_totals = {}
         n_seen = 0
-        for X_batch, y_batch in source.batches(self.batch_size, self.shuffle_generator):
+        shard = None if self.replicas is None else self.replicas.shard
+        replicated = self.replicas is not None
+        for X_batch, y_batch in source.batches(self.batch_size, self.shuffle_generator, shard):
             loss, parts = self.train_step(X_batch, y_batch)
             weight = X_batch.shape[0]
             n_seen += weight
@@ -349,10 +801,16 @@ class Trainer:
             for name, value in parts.items():
                 value = value.detach() * weight
                 part_totals[name] = part_totals[name] + value if name in part_totals else value
-            if stop_requested():
+            if not replicated and stop_requested():
                 break
         self.module.eval()
         # One synchronisation per epoch, not per step.
+        if replicated:
+            names = list(part_totals)
+            sums = self.replicas.sum([total.item(), n_seen,
+                                      *[part_totals[name].item() for name in names]])
+            return sums[0] / sums[1], {name: value / sums[1]
+                                       for name, value in zip(names, sums[2:])}
         mean_loss = total.item() / n_seen
         parts = {name: value.item() / n_seen for name, value in part_totals.items()}
         return mean_loss, parts
@@ -364,20 +822,26 @@ class Validation:
 
     ``score_fn(module, X_batch, y_batch)`` returns one score per row
     (greater is better); the epoch's score is their mean over ``source``,
-    computed in batches of ``batch_size`` rows without gradients.
+    computed in batches of ``batch_size`` rows without gradients. With
+    ``replicas`` each replica scores its share of the rows and the sums are
+    all-reduced, so that all get the same score.
     """
 
     score_fn: object
-    source: TensorSource
+    source: object
     batch_size: int
+    replicas: object = None
 
     def score(self, module):
         module.eval()
         total, n_rows = 0.0, 0
+        shard = None if self.replicas is None else self.replicas.shard_without_padding
         with torch.inference_mode():
-            for X_batch, y_batch in self.source.batches(self.batch_size):
+            for X_batch, y_batch in self.source.batches(self.batch_size, shard=shard):
                 total += float(self.score_fn(module, X_batch, y_batch).sum())
                 n_rows += X_batch.shape[0]
+        if self.replicas is not None:
+            total, n_rows = self.replicas.sum([total, n_rows])
         return total / n_rows
 
 
@@ -476,6 +940,11 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
     (with validation: restoring the best of) the weights so far; during the
     first epoch of the call it raises :class:`KeyboardInterrupt` instead.
 
+    With ``trainer.replicas``, a Ctrl-C or a callback's stop on any replica
+    stops them all at the end of the epoch, and the losses and scores the
+    rules read are the replicas' common ones: every replica stops at the
+    same epoch with the same weights.
+
     Raises
     ------
     TrainingDivergedError
@@ -483,6 +952,7 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
     """
     history = History()
     module = trainer.module
+    replicas = trainer.replicas
     best_state = None
     best_criterion = -math.inf
     no_improvement = 0
@@ -494,6 +964,8 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
         for epoch in range(first_epoch, last_epoch + 1):
             started = time.perf_counter()
             loss, parts = trainer.run_epoch(source, lambda: interrupt.requested)
+            if replicas is not None:
+                interrupt.requested = replicas.any(interrupt.requested)
             if interrupt.requested and epoch == first_epoch:
                 interrupt.requested = False
                 raise KeyboardInterrupt
@@ -523,6 +995,8 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
                 loss=loss, parts=dict(parts), validation_score=score, improved=improved,
                 seconds=time.perf_counter() - started, learning_rate=trainer.learning_rate)
             stop_requested = any([bool(callback(record)) for callback in callbacks])
+            if replicas is not None:
+                stop_requested = replicas.any(stop_requested)
             n_done = epoch - first_epoch + 1
             if interrupt.requested:
                 interrupt.requested = False  # honoured; an outer phase may go on
@@ -592,9 +1066,11 @@ def predict_in_chunks(function, X, device, chunk_size, dtype):
     """Apply ``function`` to row chunks of the array ``X`` without gradients.
 
     ``function`` maps a tensor of rows on ``device`` to a tensor with one row
-    per input row. Each chunk is converted to ``dtype`` (float32 or float64)
-    once, on its way to the device; results are gathered on the CPU into one
-    NumPy array of ``dtype``.
+    per input row. ``X`` is anything that slices rows into arrays: a NumPy
+    array or memmap, or a SciPy sparse matrix (made dense chunk by chunk).
+    Each chunk is converted to ``dtype`` (float32 or float64) once, on its
+    way to the device; results are gathered on the CPU into one NumPy array
+    of ``dtype``.
 
     Rows do not depend on the other rows of their chunk, so results agree
     whatever the chunk size to rounding: not bitwise, because BLAS kernels
@@ -607,6 +1083,8 @@ def predict_in_chunks(function, X, device, chunk_size, dtype):
     with torch.inference_mode():
         for start in range(0, n_samples, chunk_size):
             rows = X[start:start + chunk_size]
+            if hasattr(rows, "toarray"):  # sparse rows: dense one chunk at a time
+                rows = rows.toarray()
             if buffer is None:
                 # One copy of each chunk into memory torch allocated, converting
                 # the dtype on the way: aligned alike in every call, so that a

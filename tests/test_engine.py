@@ -9,6 +9,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from skae._engine import (
     Adam,
+    Replicas,
+    StreamingSource,
     TensorSource,
     Trainer,
     TrainingDivergedError,
@@ -213,3 +215,51 @@ def test_predict_in_chunks_reads_read_only_and_strided_input():
     X.flags.writeable = False
     expected = X @ network.weight.detach().numpy().T + network.bias.detach().numpy()
     assert_allclose(predict_in_chunks(network, X, "cpu", 4, np.float64), expected, rtol=1e-12)
+
+
+def test_streaming_source_gives_the_batches_of_a_tensor_source():
+    X = torch.randn(37, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(37)
+    streamed, in_memory = StreamingSource.from_array(X, y, "cpu"), TensorSource(X, y)
+    for generator_seed in (None, 3):
+        def batches(source, seed=generator_seed):
+            generator = None if seed is None else torch.Generator().manual_seed(seed)
+            return list(source.batches(8, generator))
+
+        for (X_a, y_a), (X_b, y_b) in zip(batches(streamed), batches(in_memory), strict=True):
+            assert torch.equal(X_a, X_b) and torch.equal(y_a, y_b)
+    kept, held_out = streamed.split(0.25, torch.Generator().manual_seed(1))
+    twin_kept, twin_held_out = in_memory.split(0.25, torch.Generator().manual_seed(1))
+    assert torch.equal(kept.X, twin_kept.X) and torch.equal(held_out.y, twin_held_out.y)
+
+
+def test_bfloat16_autocast_trains_with_float32_weights():
+    network = _network()
+    trainer = _trainer(network, _reconstruction)
+    trainer.autocast_dtype = torch.bfloat16
+    dtypes = []
+    network[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
+    losses = [trainer.run_epoch(TensorSource(X))[0] for _ in range(30)]
+    assert dtypes[0] == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in network.parameters())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+class _OneOfTwo(Replicas):
+    """The shares of replica ``rank`` of two, without a process group."""
+
+    def __init__(self, rank):
+        self.rank, self.world_size = rank, 2
+
+
+def test_replica_shards_cover_every_row_in_equal_counts():
+    positions = torch.randperm(11, generator=torch.Generator().manual_seed(0))
+    shards = [_OneOfTwo(rank).shard(positions) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 6  # padded with a repeated first row
+    assert sorted(torch.cat(shards).tolist()) == sorted([*positions.tolist(),
+                                                         positions[0].item()])
+    # Batch k of both replicas together is batch k of the global order.
+    assert set(shards[0][:2].tolist() + shards[1][:2].tolist()) == set(positions[:4].tolist())
+    exact = [_OneOfTwo(rank).shard_without_padding(positions) for rank in (0, 1)]
+    assert sorted(torch.cat(exact).tolist()) == list(range(11))
