@@ -1,7 +1,9 @@
 """AutoencoderTransformer: a stacked (symmetric) dense autoencoder."""
 
-from ._base import BaseAutoencoder, ReconstructionLoss
-from ._modules import MLPAutoencoder
+from sklearn.utils._param_validation import StrOptions
+
+from ._base import BaseAutoencoder, ReconstructionLoss, principal_components
+from ._modules import MLPAutoencoder, can_start_at_pca, start_at_pca
 
 
 class AutoencoderTransformer(BaseAutoencoder):
@@ -20,30 +22,48 @@ class AutoencoderTransformer(BaseAutoencoder):
     ----------
     n_components : int, default=2
         Size of the latent code.
-    hidden_layer_sizes : int or tuple of int, default=(100,)
+    hidden_layer_sizes : int or tuple of int, default=(128,)
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer.
     activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
 "leaky_relu", "selu", "softplus"}, default="relu"
         Activation after every hidden layer. The code and output layers are
         linear.
+    init : {"auto", "pca", "random"}, default="auto"
+        How the network starts. ``"pca"`` sets its weights so that it
+        computes PCA's codes and reconstruction exactly (PCA of up to 10,000
+        training rows): the first ``2 * n_components`` units of every hidden
+        layer carry the principal scores, the others start with no effect
+        and learn what PCA misses. Training thus begins where PCA ends, and
+        with ``early_stopping`` a network that never beats that start on the
+        held-out rows is returned as the PCA of all the rows. It needs a
+        piecewise-linear ``activation`` ("relu", "leaky_relu" or
+        "identity") and hidden layers at least ``2 * n_components`` wide.
+        ``"random"`` draws every weight (torch's default initialisation).
+        ``"auto"`` is ``"pca"`` where that is possible, else ``"random"``.
     alpha : float, default=0.0001
         L2 penalty on the weights (Adam's coupled weight decay; biases are
         not penalised).
     batch_size : int or "auto", default="auto"
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.
-    learning_rate_init : float, default=0.001
-        Adam's learning rate.
+    learning_rate_init : float, default=3e-3
+        Adam's learning rate at the start (divided by 10 once when progress
+        stalls; see ``tol``).
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
-    tol : float, default=1e-4
-        Improvement of the loss (or validation score) that counts as progress.
+    tol : float, default=3e-3
+        Relative progress that counts: an epoch makes progress when its loss
+        (or validation score) beats the best so far by more than ``tol``
+        times the best's magnitude. After ``n_iter_no_change`` epochs without
+        progress the learning rate is divided by 10 once; the next such
+        stall ends training.
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, stop on their
-        :meth:`score` and restore the weights of the best epoch.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows and judge progress by
+        their :meth:`score`; the network as it was before training counts as
+        a candidate too, and the weights of the best are kept.
     validation_fraction : float, default=0.1
         Fraction of the rows held out when ``early_stopping`` is True.
     shuffle : bool, default=True
@@ -136,30 +156,38 @@ class AutoencoderTransformer(BaseAutoencoder):
     >>> from skae import AutoencoderTransformer
     >>> X, _ = load_digits(return_X_y=True)
     >>> X = X / 16.0
-    >>> ae = AutoencoderTransformer(n_components=8, hidden_layer_sizes=(32,),
-    ...                             max_iter=50, tol=1e-3, random_state=0)
+    >>> ae = AutoencoderTransformer(n_components=8, random_state=0)
     >>> codes = ae.fit_transform(X)
     >>> codes.shape
     (1797, 8)
     >>> ae.inverse_transform(codes).shape
     (1797, 64)
-    >>> print(f"{ae.score(X):.2f}")  # minus the mean squared reconstruction error
-    -0.03
+    >>> from sklearn.decomposition import PCA
+    >>> pca = PCA(n_components=8).fit(X)
+    >>> pca_error = ((pca.inverse_transform(pca.transform(X)) - X) ** 2).mean()
+    >>> bool(-ae.score(X) < 0.8 * pca_error)  # less error than PCA with as many codes
+    True
     """
+
+    _parameter_constraints: dict = {
+        **BaseAutoencoder._parameter_constraints,
+        "init": [StrOptions({"auto", "pca", "random"})],
+    }
 
     def __init__(
         self,
         n_components=2,
         *,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes=(128,),
         activation="relu",
+        init="auto",
         alpha=0.0001,
         batch_size="auto",
-        learning_rate_init=0.001,
+        learning_rate_init=0.003,
         max_iter=200,
-        tol=1e-4,
+        tol=3e-3,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         shuffle=True,
         random_state=None,
@@ -174,6 +202,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.init = init
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -191,6 +220,26 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.n_threads = n_threads
         self.precision = precision
         self.distributed = distributed
+
+    def _check_params(self):
+        super()._check_params()
+        if self.init == "pca" and not self._can_start_at_pca():
+            raise ValueError(
+                f"init='pca' needs a piecewise-linear activation ('relu', 'leaky_relu' or "
+                f"'identity') and hidden layers at least 2 * n_components = "
+                f"{2 * self.n_components} wide; got activation={self.activation!r}, "
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r}. Widen the hidden layers "
+                "or use init='random'.")
+
+    def _can_start_at_pca(self):
+        return can_start_at_pca(self._hidden_layer_sizes(), self.n_components, self.activation)
+
+    def _start_from_data(self, module, source, generator):
+        if self.init == "random" or (self.init == "auto" and not self._can_start_at_pca()):
+            return False
+        mean, components = principal_components(source, self.n_components, generator)
+        start_at_pca(module, mean, components, self.activation)
+        return True
 
     def _module_factory(self, n_features):
         sizes, n_components, activation = (

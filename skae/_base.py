@@ -40,6 +40,7 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import randomized_svd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _data
@@ -47,6 +48,7 @@ from ._callbacks import ProgressBar
 from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
     derive_seed,
+    flush_denormal,
     in_parallel_worker,
     make_generator,
     map_location_for,
@@ -103,6 +105,33 @@ def _per_row_squared_error(reconstruction, X):
     return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
+def principal_components(source, n_components, generator, max_rows=10_000):
+    """Mean and leading principal axes (rows) of a sample of a source's rows.
+
+    Up to ``max_rows`` rows (fewer for very wide rows: at most 2**24
+    values) drawn at random, in float64. An exact SVD for small samples, a
+    randomized one [1]_ otherwise.
+
+    References
+    ----------
+    .. [1] N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure
+       with randomness", SIAM Review 53 (2), 2011.
+    """
+    width = source.n_columns if hasattr(source, "n_columns") else math.prod(source.X.shape[1:])
+    n_rows = min(source.n_rows, max_rows, max(n_components + 1, 2**24 // max(1, width)))
+    sample, _ = next(iter(source.batches(n_rows, generator)))
+    sample = sample.detach().to("cpu", torch.float64).numpy().reshape(sample.shape[0], -1)
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    k = min(n_components, *centred.shape)
+    if centred.size <= 4_000_000:
+        _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    else:
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        _, _, axes = randomized_svd(centred, k, random_state=seed)
+    return mean, axes[:k]
+
+
 def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
     """:func:`~sklearn.utils.validation.validate_data` to float32/float64, with
     messages that name the columns at fault and say what to do."""
@@ -146,7 +175,7 @@ class RandomStreams:
     with fresh draws instead of repeating the first call's.
     """
 
-    INIT, SHUFFLE, NOISE, SPLIT, PRETRAIN = range(5)
+    INIT, SHUFFLE, NOISE, SPLIT, PRETRAIN, START = range(6)
 
     def __init__(self, seed, n_iter=0):
         self.seed = seed
@@ -388,6 +417,18 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         """The parameters that fix the network's shape (checked on warm starts)."""
         return ()
 
+    def _optimizer_settings(self):
+        """Adam's ``(learning rate, L2 penalty)`` for training (parameters resolved)."""
+        return self.learning_rate_init, self.alpha
+
+    def _start_from_data(self, module, source, generator):
+        """Set a new network's starting weights from training rows (``source``).
+
+        Called once, before the first epoch of a new network. Returns whether
+        it did anything; the default does nothing.
+        """
+        return False
+
     def _check_params(self):
         """Checks beyond ``_parameter_constraints``; raise before any training."""
         for callback in self.callbacks or ():
@@ -568,7 +609,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         seed = self._draw_seed() if seed is None else seed
         if module is None:
             module = self._build_module(n_features, seed, device)
-        optimizer = make_optimizer(module, self.learning_rate_init, self.alpha)
+        optimizer = make_optimizer(module, *self._optimizer_settings())
         return TrainingState(module, optimizer, seed, self._architecture())
 
     def _continued_state(self, device):
@@ -579,11 +620,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"The network's shape changed since it was built ({state.architecture} -> "
                 f"{self._architecture()}); set warm_start=False, or clone the estimator, "
                 "to train a new network.")
-        state = state.copy(device, self.learning_rate_init, self.alpha)
+        learning_rate, alpha = self._optimizer_settings()
+        state = state.copy(device, learning_rate, alpha)
         for group in state.optimizer.param_groups:
-            group["lr"] = self.learning_rate_init
+            group["lr"] = learning_rate
             if group["decayed"]:
-                group["weight_decay"] = self.alpha
+                group["weight_decay"] = alpha
         return state
 
     def _train(self, X, y=None, *, state=None, incremental=False, phase=None):
@@ -605,18 +647,21 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             raise ValueError(
                 "distributed=True: the processes passed different numbers of rows. Every "
                 "process passes the same rows (all of them); each trains on its share.")
-        with torch_threads(self.n_threads):
+        with torch_threads(self.n_threads), flush_denormal():
+            new = state is None and not continuing
             if state is None:
                 state = (self._continued_state(device) if continuing
                          else self._new_state(X.shape[1], device))
             streams = RandomStreams(state.seed, state.n_iter)
-            source = self._source(X, y, device)
+            every_row = source = self._source(X, y, device)
             validation = None
             if validating:
                 source, held_out = source.split(self.validation_fraction,
                                                 streams.generator(RandomStreams.SPLIT))
                 validation = Validation(self._validation_scores, held_out,
                                         self._chunk_rows(state), replicas)
+            started = new and self._start_from_data(
+                state.module, source, streams.generator(RandomStreams.START))
             n_rows = (source.n_rows if replicas is None
                       else math.ceil(source.n_rows / replicas.world_size))
             batch_size = resolve_batch_size(self.batch_size, n_rows)
@@ -642,7 +687,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             except TrainingDivergedError as error:
                 raise TrainingDivergedError(
                     f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "
-                    f"lower learning_rate_init (now {self.learning_rate_init}).") from None
+                    f"lower learning_rate_init (now {self._optimizer_settings()[0]}).") from None
+            if started and validating and history.best_epoch < state.n_iter + 1:
+                # No epoch beat the data-dependent start on the held-out rows:
+                # start from every row instead, the fit's best estimate.
+                self._start_from_data(state.module, every_row,
+                                      streams.generator(RandomStreams.START))
             state.record(history, validating=validating, incremental=incremental,
                          batch_size=batch_size)
             if state.row_width is None:

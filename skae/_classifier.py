@@ -1,15 +1,18 @@
 """AutoencoderClassifier: unsupervised pretraining, then a softmax classifier."""
 
+from numbers import Real
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import ClassifierMixin, _fit_context, clone
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._autoencoder import AutoencoderTransformer
 from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams, validate_numeric
 from ._callbacks import InPhase
+from ._denoising import DenoisingAutoencoder
 from ._modules import EncoderClassifier
 
 
@@ -30,12 +33,13 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     only. Rows labelled ``-1`` are unlabelled, the convention of
     :class:`~sklearn.semi_supervised.SelfTrainingClassifier`.
 
-    With ``freeze_encoder=True`` (the default) phase 2 trains only the
-    output layer, a multinomial logistic regression on the codes; this is
-    what pays with few labels (see the benchmark in the user guide), where
-    fine-tuning every layer on a handful of rows mostly forgets what the
-    unlabelled rows taught. ``freeze_encoder=False`` fine-tunes the encoder
-    too, which helps once labels are plentiful.
+    With a frozen encoder phase 2 trains only the output layer: an
+    L2-penalised multinomial logistic regression on the standardised codes.
+    That is what pays with few labels, where fine-tuning every layer on a
+    handful of rows mostly forgets what the unlabelled rows taught; once
+    labels are plentiful, fine-tuning the encoder too does better. The
+    default, ``freeze_encoder="auto"``, chooses by the number of labelled
+    rows per class (measured on the digits: see ``benchmarks/README.md``).
 
     Parameters
     ----------
@@ -43,30 +47,46 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         An unfitted skae autoencoder (such as :class:`AutoencoderTransformer`
         or, for images, :class:`ConvolutionalAutoencoder`) to clone and
         pretrain; its own parameters control phase 1. None means
-        ``AutoencoderTransformer()``. A ``random_state`` left at None is
-        drawn from this estimator's ``random_state``.
-    freeze_encoder : bool, default=True
-        Keep the pretrained encoder fixed and train only the output layer;
-        False fine-tunes the encoder's layers with it.
+        ``DenoisingAutoencoder(n_components=min(64, n_features),
+        hidden_layer_sizes=(256, 128), noise="dropout", noise_level=0.3,
+        init="random", learning_rate_init=0.001, tol=1e-4,
+        early_stopping=False)``: a wide code, learned from inputs with 30% of
+        their entries dropped, for the whole 200 epochs or nearly. Its own
+        defaults, tuned for reconstruction (a start at PCA, early stopping),
+        were measured to make poorer codes for classifying. A
+        ``random_state`` left at None is drawn from this estimator's
+        ``random_state``.
+    freeze_encoder : bool or "auto", default="auto"
+        True keeps the pretrained encoder fixed and trains only the output
+        layer; False fine-tunes the encoder's layers with it. ``"auto"``
+        freezes it when there are fewer than 20 labelled rows per class
+        (and never without pretraining).
     pretrain : bool, default=True
         Run phase 1. False skips it: the same network starts from random
         weights and trains on the labelled rows only (the baseline that
         shows what pretraining brings; it needs ``freeze_encoder=False``).
-    alpha : float, default=0.0001
-        L2 penalty on the weights in phase 2.
+    alpha : float or "auto", default="auto"
+        L2 penalty on the weights in phase 2. ``"auto"`` is ``1 /
+        n_labelled`` with a frozen encoder (the penalty of scikit-learn's
+        ``LogisticRegression(C=1)`` on the codes) and ``0.0001`` when
+        fine-tuning.
     batch_size : int or "auto", default="auto"
         Rows per minibatch in phase 2; ``"auto"`` is ``min(200,
         n_labelled)``.
-    learning_rate_init : float, default=0.01
-        Adam's learning rate in phase 2. Ten times scikit-learn's MLP default:
-        with a frozen encoder phase 2 is a logistic regression on the codes,
-        which converges too slowly at 0.001 (and fine-tuning at 0.01 was
-        measured no worse on the digits).
-    max_iter : int, default=200
-        Maximum number of epochs of phase 2.
+    learning_rate_init : float or "auto", default="auto"
+        Adam's learning rate at the start of phase 2 (divided by 10 once when
+        progress stalls). ``"auto"`` is ``0.01`` with a frozen encoder (a
+        convex problem, which converges too slowly at 0.001) and ``0.001``
+        when fine-tuning.
+    max_iter : int, default=1000
+        Maximum number of epochs of phase 2 (an epoch with few labelled rows
+        is one or a few steps).
     tol : float, default=1e-4
-        Improvement of the loss (or validation accuracy) that counts as
-        progress.
+        Relative progress that counts: an epoch makes progress when its loss
+        (or validation accuracy) beats the best so far by more than ``tol``
+        times the best's magnitude. After ``n_iter_no_change`` epochs without
+        progress the learning rate is divided by 10 once; the next such
+        stall ends phase 2.
     n_iter_no_change : int, default=10
         Phase 2 stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
@@ -118,6 +138,14 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     autoencoder_ : skae autoencoder or None
         The autoencoder fitted in phase 1 (None when ``pretrain=False``); its
         encoder keeps its pretrained weights.
+    freeze_encoder_ : bool
+        Whether phase 2 kept the encoder fixed (``freeze_encoder``
+        resolved).
+    alpha_ : float
+        The L2 penalty phase 2 used (``alpha`` resolved).
+    learning_rate_init_ : float
+        The learning rate phase 2 started with (``learning_rate_init``
+        resolved).
     module_ : torch.nn.Module
         The classifier network: ``encoder`` (a copy of the autoencoder's)
         and ``head`` (the output layer of logits).
@@ -157,29 +185,26 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     --------
     >>> import numpy as np
     >>> from sklearn.datasets import load_digits
-    >>> from skae import AutoencoderClassifier, AutoencoderTransformer
+    >>> from skae import AutoencoderClassifier
     >>> X, y = load_digits(return_X_y=True)
     >>> X = X / 16.0
     >>> y_partial = y.copy()
     >>> y_partial[np.random.RandomState(0).rand(len(y)) > 0.1] = -1  # 90% unlabelled
-    >>> clf = AutoencoderClassifier(
-    ...     AutoencoderTransformer(n_components=16, max_iter=100, tol=1e-3),
-    ...     tol=1e-3, random_state=0)
-    >>> clf.fit(X, y_partial)
-    AutoencoderClassifier(autoencoder=AutoencoderTransformer(max_iter=100,
-                                                             n_components=16,
-                                                             tol=0.001),
-                          random_state=0, tol=0.001)
+    >>> clf = AutoencoderClassifier(random_state=0).fit(X, y_partial)
     >>> clf.classes_
     array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    >>> bool(clf.score(X, y) > 0.85)  # accuracy on all rows, 10% of them labelled
+    >>> clf.freeze_encoder_  # under 20 labelled rows a class: the encoder stays fixed
+    True
+    >>> bool(clf.score(X, y) > 0.9)  # accuracy on all rows, 10% of them labelled
     True
     """
 
     _parameter_constraints: dict = {
         **NetworkEstimator._parameter_constraints,
         "autoencoder": [None, BaseAutoencoder],
-        "freeze_encoder": ["boolean"],
+        "freeze_encoder": ["boolean", StrOptions({"auto"})],
+        "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+        "learning_rate_init": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "pretrain": ["boolean"],
     }
 
@@ -187,12 +212,12 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         self,
         autoencoder=None,
         *,
-        freeze_encoder=True,
+        freeze_encoder="auto",
         pretrain=True,
-        alpha=0.0001,
+        alpha="auto",
         batch_size="auto",
-        learning_rate_init=0.01,
-        max_iter=200,
+        learning_rate_init="auto",
+        max_iter=1000,
         tol=1e-4,
         n_iter_no_change=10,
         early_stopping=False,
@@ -231,12 +256,12 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
 
     def _module_factory(self, n_features):
         build_encoder, n_codes = self._encoder_source.encoder_factory(n_features)
-        n_classes, frozen = len(self.classes_), self._frozen
+        n_classes, frozen = len(self.classes_), self.freeze_encoder_
         return lambda: EncoderClassifier(build_encoder(), n_codes, n_classes, frozen)
 
     def _logits(self, module, X):
         # A frozen encoder is trained on codes computed once (see fit).
-        return module.head(X) if self._frozen else module(X)
+        return module.head(X) if self.freeze_encoder_ else module(X)
 
     def _training_loss(self, module, X, y, generator):
         return F.cross_entropy(self._logits(module, X), y), {}
@@ -244,9 +269,12 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     def _validation_scores(self, module, X, y):
         return (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
 
+    def _optimizer_settings(self):
+        return self.learning_rate_init_, self.alpha_
+
     def _check_params(self):
         super()._check_params()
-        if self.freeze_encoder and not self.pretrain:
+        if self.freeze_encoder is True and not self.pretrain:
             raise ValueError(
                 "freeze_encoder=True with pretrain=False would train the output layer on "
                 "a random, untrained encoder; set freeze_encoder=False to train the "
@@ -287,7 +315,16 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             source = self._pretrain(X, seed)
             self.autoencoder_ = source if self.pretrain else None
             self._encoder_source = source
-            self._frozen = self.freeze_encoder
+            n_labelled = int(labelled.sum())
+            self.freeze_encoder_ = bool(
+                self.pretrain and n_labelled < 20 * len(self.classes_)
+                if self.freeze_encoder == "auto" else self.freeze_encoder)
+            frozen = self.freeze_encoder_
+            self.alpha_ = ((1.0 / n_labelled if frozen else 1e-4)
+                           if self.alpha == "auto" else float(self.alpha))
+            self.learning_rate_init_ = ((0.01 if frozen else 0.001)
+                                        if self.learning_rate_init == "auto"
+                                        else float(self.learning_rate_init))
             state = self._new_state(X.shape[1], device, seed)
             network = state.module
             if self.pretrain:
@@ -298,7 +335,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                                   X if self.pretrain else X[labelled], np.float64, state)
             network.set_code_statistics(codes.mean(axis=0), codes.std(axis=0))
             inputs = X[labelled]
-            if self._frozen:
+            if frozen:
                 # A frozen encoder gives every row the same code in every
                 # epoch: encode once and train the output layer alone on them.
                 inputs = self._predict(lambda module, rows: module.encode(rows), inputs,
@@ -308,8 +345,10 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
 
     def _pretrain(self, X, seed):
         """A clone of ``autoencoder``, fitted on every row of ``X`` when ``pretrain``."""
-        source = clone(AutoencoderTransformer() if self.autoencoder is None
-                       else self.autoencoder)
+        source = clone(self.autoencoder) if self.autoencoder is not None else \
+            DenoisingAutoencoder(n_components=min(64, X.shape[1]), hidden_layer_sizes=(256, 128),
+                                 noise="dropout", noise_level=0.3, init="random",
+                                 learning_rate_init=0.001, tol=1e-4, early_stopping=False)
         if source.get_params().get("random_state", 0) is None:
             source.set_params(random_state=RandomStreams(seed).seed_for(
                 RandomStreams.PRETRAIN) % 2**32)

@@ -82,16 +82,22 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.
     learning_rate_init : float, default=0.001
-        Adam's learning rate.
+        Adam's learning rate at the start (divided by 10 once when progress
+        stalls; see ``tol``).
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
     tol : float, default=1e-4
-        Improvement of the loss (or validation score) that counts as progress.
+        Relative progress that counts: an epoch makes progress when its loss
+        (or validation score) beats the best so far by more than ``tol``
+        times the best's magnitude. After ``n_iter_no_change`` epochs without
+        progress the learning rate is divided by 10 once; the next such
+        stall ends training.
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, stop on their
-        :meth:`score` and restore the weights of the best epoch.
+        Hold out ``validation_fraction`` of the rows and judge progress by
+        their :meth:`score`; the network as it was before training counts as
+        a candidate too, and the weights of the best are kept.
     validation_fraction : float, default=0.1
         Fraction of the rows held out when ``early_stopping`` is True.
     shuffle : bool, default=True

@@ -36,30 +36,48 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         0.1 is a tenth of a standard deviation on standardised data, or of
         the range of data scaled to [0, 1]), or the dropout rate, in
         ``[0, 1)``. ``0`` trains a plain autoencoder.
-    hidden_layer_sizes : int or tuple of int, default=(100,)
+    hidden_layer_sizes : int or tuple of int, default=(128,)
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer.
     activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
 "leaky_relu", "selu", "softplus"}, default="relu"
         Activation after every hidden layer. The code and output layers are
         linear.
+    init : {"auto", "pca", "random"}, default="auto"
+        How the network starts. ``"pca"`` sets its weights so that it
+        computes PCA's codes and reconstruction exactly (PCA of up to 10,000
+        training rows): the first ``2 * n_components`` units of every hidden
+        layer carry the principal scores, the others start with no effect
+        and learn what PCA misses. Training thus begins where PCA ends, and
+        with ``early_stopping`` a network that never beats that start on the
+        held-out rows is returned as the PCA of all the rows. It needs a
+        piecewise-linear ``activation`` ("relu", "leaky_relu" or
+        "identity") and hidden layers at least ``2 * n_components`` wide.
+        ``"random"`` draws every weight (torch's default initialisation).
+        ``"auto"`` is ``"pca"`` where that is possible, else ``"random"``.
     alpha : float, default=0.0001
         L2 penalty on the weights (Adam's coupled weight decay; biases are
         not penalised).
     batch_size : int or "auto", default="auto"
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.
-    learning_rate_init : float, default=0.001
-        Adam's learning rate.
+    learning_rate_init : float, default=3e-3
+        Adam's learning rate at the start (divided by 10 once when progress
+        stalls; see ``tol``).
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
-    tol : float, default=1e-4
-        Improvement of the loss (or validation score) that counts as progress.
+    tol : float, default=3e-3
+        Relative progress that counts: an epoch makes progress when its loss
+        (or validation score) beats the best so far by more than ``tol``
+        times the best's magnitude. After ``n_iter_no_change`` epochs without
+        progress the learning rate is divided by 10 once; the next such
+        stall ends training.
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, stop on their
-        :meth:`score` and restore the weights of the best epoch.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows and judge progress by
+        their :meth:`score`; the network as it was before training counts as
+        a candidate too, and the weights of the best are kept.
     validation_fraction : float, default=0.1
         Fraction of the rows held out when ``early_stopping`` is True.
     shuffle : bool, default=True
@@ -178,15 +196,16 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         *,
         noise="gaussian",
         noise_level=0.1,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes=(128,),
         activation="relu",
+        init="auto",
         alpha=0.0001,
         batch_size="auto",
-        learning_rate_init=0.001,
+        learning_rate_init=0.003,
         max_iter=200,
-        tol=1e-4,
+        tol=3e-3,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         shuffle=True,
         random_state=None,
@@ -202,6 +221,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
             n_components,
             hidden_layer_sizes=hidden_layer_sizes,
             activation=activation,
+            init=init,
             alpha=alpha,
             batch_size=batch_size,
             learning_rate_init=learning_rate_init,

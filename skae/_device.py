@@ -217,6 +217,31 @@ def in_parallel_worker():
     return False
 
 
+_denormal = threading.local()
+
+
+@contextlib.contextmanager
+def flush_denormal():
+    """Treat denormal floats as zero on the CPU for the duration of the block.
+
+    Weights that decay towards zero in long fits become denormal, and CPU
+    arithmetic on denormals is many times slower (a fit of 800 epochs was
+    measured 13x slower by its end). The setting is the calling thread's
+    (the CPU's control register); blocks nest, and the outermost one puts
+    back torch's default (off) when it ends.
+    """
+    depth = getattr(_denormal, "depth", 0)
+    if depth == 0:
+        torch.set_flush_denormal(True)
+    _denormal.depth = depth + 1
+    try:
+        yield
+    finally:
+        _denormal.depth = depth
+        if depth == 0:
+            torch.set_flush_denormal(False)
+
+
 def state_dict_to_cpu(module):
     """A detached copy of the module's state with every tensor on the CPU."""
     return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}

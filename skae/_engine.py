@@ -761,6 +761,13 @@ class Trainer:
     def learning_rate(self):
         return self.optimizer.param_groups[0]["lr"] if self.optimizer.param_groups else math.nan
 
+    def scale_learning_rate(self, factor):
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+        invalidate = getattr(self.train_step, "invalidate", None)
+        if invalidate is not None:  # a CUDA graph holds the old rate
+            invalidate()
+
     def _loss(self, X_batch, y_batch):
         if self._replicated is not None:
             return self._replicated(X_batch, y_batch, self.noise_generator)
@@ -899,6 +906,8 @@ class History:
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
     best_epoch: int | None = None
+    initial_validation_score: float | None = None
+    lr_reductions: int = 0
     n_epochs: int = 0
     stop_reason: str = "max_iter"
     message: str = ""
@@ -921,14 +930,21 @@ def _check_finite(value, what, epoch):
 
 
 def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=None,
-             callbacks=(), first_epoch=1, phase="fit", name="model", single_call=False):
-    """Train for up to ``max_iter`` epochs, stopping as scikit-learn's MLP does.
+             callbacks=(), first_epoch=1, phase="fit", name="model", single_call=False,
+             lr_reductions=1, lr_factor=0.1):
+    """Train for up to ``max_iter`` epochs, stopping once progress stalls.
 
-    Without ``validation``, training stops once the training loss has not
-    improved by more than ``tol`` for ``n_iter_no_change`` consecutive
-    epochs. With a :class:`Validation` the same rule applies to its score
-    (greater is better), and the weights of the best epoch are restored at
-    the end.
+    An epoch makes progress when its criterion (minus the training loss, or
+    with a :class:`Validation` its score, greater is better) beats the best
+    so far by more than ``tol`` times the best's magnitude: a relative
+    tolerance, the same on data of any scale. After ``n_iter_no_change``
+    epochs without progress the learning rate is multiplied by
+    ``lr_factor``, at most ``lr_reductions`` times; the next such stall ends
+    training (converged). With a :class:`Validation`, the network as it is
+    before the first epoch is scored too and counts as a candidate, and the
+    weights of the best one are restored at the end: training never returns
+    a network that scores worse on the held-out rows than the one it began
+    with.
 
     Each callback is called as ``callback(EpochRecord)`` after every epoch; a
     truthy return value stops training. Callbacks with ``on_train_begin`` and
@@ -955,11 +971,17 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
     replicas = trainer.replicas
     best_state = None
     best_criterion = -math.inf
-    no_improvement = 0
+    no_improvement = reductions = 0
     last_epoch = first_epoch + max_iter - 1
     criterion_name = "training loss" if validation is None else "validation score"
     _notify(callbacks, "on_train_begin", name=name, phase=phase, n_samples=source.n_rows,
             batch_size=trainer.batch_size, max_iter=None if single_call else last_epoch)
+    if validation is not None:
+        best_criterion = validation.score(module)
+        _check_finite(best_criterion, "validation score", first_epoch - 1)
+        history.initial_validation_score = history.best_validation_score = best_criterion
+        history.best_epoch = first_epoch - 1
+        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     with deferred_interrupts() as interrupt:
         for epoch in range(first_epoch, last_epoch + 1):
             started = time.perf_counter()
@@ -982,7 +1004,8 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
                 _check_finite(score, "validation score", epoch)
                 history.validation_scores.append(score)
                 criterion = score
-            improved = criterion > best_criterion + tol
+            margin = tol * abs(best_criterion) if math.isfinite(best_criterion) else 0.0
+            improved = criterion > best_criterion + margin
             if criterion > best_criterion:
                 best_criterion = criterion
                 history.best_epoch = epoch
@@ -1003,11 +1026,16 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
                 history.stop_reason = "interrupted"
                 history.message = f"interrupted (KeyboardInterrupt) after {n_done} epochs"
                 break
-            if no_improvement > n_iter_no_change:
+            if no_improvement > n_iter_no_change and reductions < lr_reductions:
+                reductions += 1
+                no_improvement = 0
+                trainer.scale_learning_rate(lr_factor)
+            elif no_improvement > n_iter_no_change:
                 history.stop_reason = "converged"
                 history.message = (
                     f"converged after {n_done} epochs (the {criterion_name} did not improve "
-                    f"by more than tol={tol:g} for {n_iter_no_change} epochs)")
+                    f"on its best by more than tol={tol:g} of it for {n_iter_no_change} "
+                    f"epochs at learning rate {trainer.learning_rate:.3g})")
                 break
             if stop_requested:
                 history.stop_reason = "callback"
@@ -1016,10 +1044,13 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
         else:
             history.message = (f"one epoch over {source.n_rows} samples" if single_call else
                                f"max_iter={max_iter} reached after {max_iter} epochs")
+    history.lr_reductions = reductions
     if best_state is not None:
         module.load_state_dict(best_state)
-        history.message += (f"; kept the weights of epoch {history.best_epoch} (best "
-                            f"validation score {history.best_validation_score:.6g})")
+        kept = (f"epoch {history.best_epoch}" if history.best_epoch >= first_epoch
+                else "the starting network")
+        history.message += (f"; kept the weights of {kept} (best validation score "
+                            f"{history.best_validation_score:.6g})")
     for parameter_name, parameter in module.named_parameters():
         if not torch.isfinite(parameter).all():
             raise TrainingDivergedError(

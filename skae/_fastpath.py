@@ -398,6 +398,11 @@ class GraphedStep:
             return step  # older torch: noise from our own generator cannot be captured
         return cls(step, batch_size)
 
+    def invalidate(self):
+        """Capture again at the next full batch (the learning rate changed:
+        the captured optimizer step holds the old one)."""
+        self.graph = self.static_input = None
+
     def _eager(self, X_batch):
         if self.device.type != "cuda":
             return self.step(X_batch, None)

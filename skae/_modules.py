@@ -58,6 +58,85 @@ class MLPAutoencoder(nn.Module):
         return self.decoder(self.encoder(X))
 
 
+# For an activation f with f(v) - f(-v) = gain * v, a pair of units carrying
+# f(v) and f(-v) passes v on exactly: piecewise-linear activations only.
+_ODD_PART_GAIN = {"relu": 1.0, "identity": 2.0, "leaky_relu": 1.01}
+
+
+def can_start_at_pca(hidden_layer_sizes, n_components, activation):
+    """Whether :func:`start_at_pca` can make this network compute PCA exactly."""
+    return activation in _ODD_PART_GAIN and all(
+        width >= 2 * n_components for width in hidden_layer_sizes)
+
+
+def _linear_layers(half):
+    return [layer for layer in half if isinstance(layer, nn.Linear)]
+
+
+@torch.no_grad()
+def start_at_pca(module, mean, components, activation):
+    """Set an :class:`MLPAutoencoder` to compute PCA's reconstruction exactly.
+
+    ``components`` (``n_pca x n_features``, orthonormal rows, ``n_pca <=
+    n_components``) and ``mean`` come from a PCA of training rows. The code
+    becomes the PCA scores (zero beyond ``n_pca``) and the output the PCA
+    reconstruction ``mean + scores @ components``. In every hidden layer the
+    first ``2 * n_components`` units carry each score ``v`` as the pair
+    ``f(v), f(-v)`` (``f(v) - f(-v)`` is a multiple of ``v`` for the
+    piecewise-linear activations), so the network passes it on exactly; the
+    other units keep their random weights but start with zero outgoing
+    weights, free to learn what PCA misses. Training thus starts from PCA
+    and can only be kept if it does better.
+    """
+    encoder, decoder = _linear_layers(module.encoder), _linear_layers(module.decoder)
+    k = encoder[-1].out_features
+    n_pca = components.shape[0]
+    dtype, device = encoder[0].weight.dtype, encoder[0].weight.device
+    scores = torch.zeros(k, components.shape[1], dtype=torch.float64)
+    scores[:n_pca] = torch.as_tensor(components, dtype=torch.float64)
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    shift = scores @ mean
+    eye = torch.eye(k, dtype=torch.float64)
+    gain = _ODD_PART_GAIN[activation]
+
+    def put(tensor, value):
+        tensor.copy_(value.to(dtype=dtype, device=device))
+
+    def carry(layer):  # a middle layer: carriers in, the same carriers out
+        weight = torch.zeros(layer.out_features, layer.in_features, dtype=torch.float64)
+        block = torch.cat([torch.cat([eye, -eye], 1), torch.cat([-eye, eye], 1)]) / gain
+        weight[:2 * k, :2 * k] = block
+        put(layer.weight[:2 * k], weight[:2 * k])
+        layer.bias[:2 * k] = 0.0
+
+    if len(encoder) == 1:  # no hidden layer: the code and output layers are PCA's
+        put(encoder[0].weight, scores)
+        put(encoder[0].bias, -shift)
+        put(decoder[0].weight, scores.T)
+        put(decoder[0].bias, mean)
+        return module
+    # Encoder: the first layer computes the scores as pairs, the last reads them.
+    first = encoder[0]
+    put(first.weight[:2 * k], torch.cat([scores, -scores]))
+    put(first.bias[:2 * k], torch.cat([-shift, shift]))
+    for layer in encoder[1:-1]:
+        carry(layer)
+    last = torch.zeros(encoder[-1].weight.shape, dtype=torch.float64)
+    last[:, :2 * k] = torch.cat([eye, -eye], 1) / gain
+    put(encoder[-1].weight, last)
+    encoder[-1].bias.zero_()
+    # Decoder: the first layer splits the code into pairs, the last decodes them.
+    put(decoder[0].weight[:2 * k], torch.cat([eye, -eye]))
+    decoder[0].bias[:2 * k] = 0.0
+    for layer in decoder[1:-1]:
+        carry(layer)
+    output = torch.zeros(decoder[-1].weight.shape, dtype=torch.float64)
+    output[:, :2 * k] = torch.cat([scores.T, -scores.T], 1) / gain
+    put(decoder[-1].weight, output)
+    put(decoder[-1].bias, mean)
+    return module
+
+
 def corrupt(X, noise, noise_level, generator):
     """``X`` with ``noise`` of strength ``noise_level`` drawn from ``generator``.
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits, make_blobs
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from skae import (
@@ -73,7 +74,22 @@ def test_all_unlabelled_is_a_clear_error(blobs):
 
 def test_freeze_without_pretraining_is_refused(blobs):
     with pytest.raises(ValueError, match="freeze_encoder"):
-        _fast(pretrain=False).fit(*blobs)
+        _fast(pretrain=False, freeze_encoder=True).fit(*blobs)
+    assert not _fast(pretrain=False).fit(*blobs).freeze_encoder_  # "auto" fine-tunes
+
+
+def test_auto_settings_follow_the_number_of_labels_per_class(blobs):
+    X, y = blobs  # 3 classes
+    few = y.copy()
+    few[20:] = -1  # 20 labelled rows: under 20 a class, so frozen
+    clf = _fast().fit(X, few)
+    assert clf.freeze_encoder_ and clf.alpha_ == pytest.approx(1 / 20)
+    assert clf.learning_rate_init_ == 0.01
+    assert all(not p.requires_grad for p in clf.module_.encoder.parameters())
+    clf = _fast().fit(X, y)  # 120 labelled rows, 40 a class: fine-tuned
+    assert not clf.freeze_encoder_ and clf.alpha_ == 1e-4 and clf.learning_rate_init_ == 0.001
+    clf = _fast(alpha=0.5, learning_rate_init=0.2, freeze_encoder=True).fit(X, y)
+    assert (clf.freeze_encoder_, clf.alpha_, clf.learning_rate_init_) == (True, 0.5, 0.2)
 
 
 def test_string_labels(blobs):
@@ -163,24 +179,26 @@ def test_encoder_returning_a_tuple_is_read_through_its_first_element(blobs):
 
 
 @pytest.mark.slow
-def test_pretraining_is_not_worse_than_scratch_with_few_labels(digits_split):
-    # 2% of the labels (25 rows). benchmarks/bench_pretraining.py measured a
-    # mean gain of about +0.04 over three seeds for the frozen encoder, with a
-    # seed-to-seed spread of about 0.015; allow 0.02 below scratch (noise)
-    # before calling it a regression.
+def test_defaults_beat_training_on_the_labelled_rows_alone(digits_split):
+    """2% of the labels (25 rows), mean over 3 label draws. Measured with these
+    defaults (benchmarks/bench_quality.py): 0.75 against 0.62 for
+    LogisticRegression and 0.69 for MLPClassifier on the labelled rows, with
+    a draw-to-draw spread of about 0.05; the margins asserted leave room."""
     X_train, X_test, y_train, y_test = digits_split
-    gains = []
+    pretrained, scratch, logistic = [], [], []
     for seed in range(3):
         labelled = np.random.RandomState(seed).permutation(len(y_train))[:25]
         y_partial = np.full_like(y_train, -1)
         y_partial[labelled] = y_train[labelled]
-        scores = []
-        for params in ({}, {"pretrain": False, "freeze_encoder": False}):
-            autoencoder = AutoencoderTransformer(16, random_state=seed, device="cpu")
-            clf = AutoencoderClassifier(autoencoder, random_state=seed, device="cpu", **params)
-            scores.append(clf.fit(X_train, y_partial).score(X_test, y_test))
-        gains.append(scores[0] - scores[1])
-    assert np.mean(gains) > -0.02
+        clf = AutoencoderClassifier(random_state=seed, device="cpu").fit(X_train, y_partial)
+        assert clf.freeze_encoder_
+        pretrained.append(clf.score(X_test, y_test))
+        baseline = AutoencoderClassifier(pretrain=False, random_state=seed, device="cpu")
+        scratch.append(baseline.fit(X_train, y_partial).score(X_test, y_test))
+        logistic.append(LogisticRegression(max_iter=1000).fit(
+            X_train[labelled], y_train[labelled]).score(X_test, y_test))
+    assert np.mean(pretrained) > np.mean(scratch) + 0.03
+    assert np.mean(pretrained) > np.mean(logistic) + 0.05
 
 
 def test_rejected_fit_leaves_a_fitted_classifier_as_it_was(digits):

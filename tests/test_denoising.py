@@ -41,7 +41,7 @@ def test_denoises_better_than_plain_autoencoder(digits):
     noise_level = 0.3
     noisy = X_test + np.random.RandomState(0).normal(scale=noise_level, size=X_test.shape)
     common = dict(n_components=32, hidden_layer_sizes=(128,), max_iter=100, tol=0,
-                  random_state=0, device="cpu")
+                  early_stopping=False, init="random", random_state=0, device="cpu")
     plain = AutoencoderTransformer(**common).fit(X_train)
     denoiser = DenoisingAutoencoder(noise_level=noise_level, **common).fit(X_train)
 

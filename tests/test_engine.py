@@ -159,16 +159,44 @@ def test_fit_loop_stops_like_mlp_and_records_parts():
     network = _network()
     X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
     history = fit_loop(_trainer(network, _reconstruction), TensorSource(X), max_iter=500,
-                       tol=1e9, n_iter_no_change=3)
-    # No epoch can improve by 1e9: stop once n_iter_no_change is exceeded.
+                       tol=1e9, n_iter_no_change=3, lr_reductions=0)
+    # No epoch can improve by 1e9 times the best: stop once n_iter_no_change
+    # is exceeded (the first epoch improves on nothing).
     assert history.n_epochs == 5 and history.stopped_early
     assert history.parts_curves["half"] == pytest.approx([0.5 * v for v in history.loss_curve])
+
+
+def test_a_stall_divides_the_learning_rate_once_then_stops():
+    trainer = _trainer(_network(), _reconstruction)
+    rates = []
+    history = fit_loop(trainer, TensorSource(torch.randn(64, 7)), max_iter=500, tol=1e9,
+                       n_iter_no_change=3, callbacks=[lambda r: rates.append(r.learning_rate)])
+    # 1 epoch + 4 stalled at 0.01, then 4 stalled at 0.001.
+    assert rates == pytest.approx([0.01] * 5 + [0.001] * 4)
+    assert history.lr_reductions == 1 and history.stop_reason == "converged"
+    assert "at learning rate 0.001" in history.message
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1.0, 1e3])
+def test_tol_is_relative_to_the_criterion(scale):
+    """The same data at any scale stops after the same epochs."""
+    def scaled(module, X, y, generator):
+        loss, parts = _reconstruction(module, X, y, generator)
+        return loss * scale, {}
+
+    X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
+    history = fit_loop(_trainer(_network(), scaled), TensorSource(X), max_iter=300, tol=1e-2,
+                       n_iter_no_change=2)
+    assert history.stop_reason == "converged"
+    reference = fit_loop(_trainer(_network(), _reconstruction), TensorSource(X), max_iter=300,
+                         tol=1e-2, n_iter_no_change=2)
+    assert history.n_epochs == reference.n_epochs
 
 
 def test_fit_loop_restores_the_best_validation_weights():
     network = _network()
     X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
-    scores = iter([1.0, 3.0, 2.0, 0.0, -1.0, -2.0])
+    scores = iter([0.5, 1.0, 3.0, 2.0, 0.0, -1.0, -2.0])  # the first: before training
     states = []
 
     def score_fn(module, X_val, y_val):
@@ -178,9 +206,28 @@ def test_fit_loop_restores_the_best_validation_weights():
     history = fit_loop(_trainer(network, _reconstruction), TensorSource(X), max_iter=6, tol=0.0,
                        n_iter_no_change=10,
                        validation=Validation(score_fn, TensorSource(X), batch_size=64))
-    assert history.best_validation_score == 3.0
+    assert history.best_validation_score == 3.0 and history.best_epoch == 2
+    assert history.initial_validation_score == 0.5
     for key, value in network.state_dict().items():
-        assert torch.equal(value, states[1][key])
+        assert torch.equal(value, states[2][key])
+
+
+def test_the_starting_network_is_kept_when_no_epoch_beats_it():
+    network = _network()
+    start = {k: v.clone() for k, v in network.state_dict().items()}
+    scores = iter([5.0, 1.0, 2.0, 3.0])
+
+    def score_fn(module, X_val, y_val):
+        return torch.full((X_val.shape[0],), next(scores))
+
+    X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
+    history = fit_loop(_trainer(network, _reconstruction), TensorSource(X), max_iter=3, tol=0.0,
+                       n_iter_no_change=10,
+                       validation=Validation(score_fn, TensorSource(X), batch_size=64))
+    assert history.best_epoch == 0 and "kept the weights of the starting network" in \
+        history.message
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, start[key])
 
 
 def test_callbacks_can_stop_training():

@@ -218,7 +218,8 @@ def test_picks_the_rank_of_low_rank_data(quiet):
 def test_picks_a_mid_size_code_on_the_digits(digits, quiet):
     X = digits[0]
     ae = AutoencoderTransformer(hidden_layer_sizes=(64,), learning_rate_init=0.01,
-                                max_iter=15, tol=1e-4, early_stopping=False, random_state=0)
+                                max_iter=15, tol=1e-4, early_stopping=False, init="random",
+                                random_state=0)
     pipeline = Pipeline([("scale", MinMaxScaler()), ("ae", ae)])
     sizes = [2, 4, 8, 16, 32]
     search = GridSearchCV(pipeline, {"ae__n_components": sizes}, cv=3,

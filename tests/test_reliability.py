@@ -362,7 +362,7 @@ def test_images_without_a_channel_axis_are_read_as_one_channel():
 def test_a_clipped_batch_size_is_said_in_verbose_output(data, capsys):
     X, _ = data
     _fast(AutoencoderTransformer, batch_size=500, verbose=True, max_iter=1).fit(X)
-    assert "batch_size=500 is larger than the 80 training samples; using 80" in \
+    assert "batch_size=500 is larger than the 72 training samples; using 72" in \
         capsys.readouterr().out
 
 
