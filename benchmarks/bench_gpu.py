@@ -183,6 +183,7 @@ def skae_fit(X, spec, device, *, bf16=False, graph=False):
     times = _EpochTimes()
     estimator = (_Graphed if graph else skae.AutoencoderTransformer)(
         n_components=CODE, hidden_layer_sizes=(HIDDEN,), alpha=0.0, batch_size=BATCH,
+        early_stopping=False, init="random",
         learning_rate_init=LEARNING_RATE, max_iter=spec.epochs, tol=0.0,
         n_iter_no_change=spec.epochs + 1, random_state=0, device=str(device), n_threads=None,
         callbacks=[times])

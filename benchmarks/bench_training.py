@@ -174,7 +174,12 @@ def plain_encode(model, X):
 
 def fit_skae(X, setup, seed, estimator=None, **params):
     estimator = estimator or skae.AutoencoderTransformer
+    # The plain loops train every row from a random start for every epoch:
+    # skae does the same work (no PCA start, no held-out rows).
+    if "init" in estimator().get_params():
+        params = {"init": "random", **params}
     model = estimator(
+        early_stopping=False,
         n_components=setup.code, hidden_layer_sizes=(setup.hidden,), activation="relu",
         alpha=0.0, batch_size=setup.batch_size, learning_rate_init=setup.learning_rate,
         max_iter=setup.epochs, tol=0.0, n_iter_no_change=setup.epochs + 1, shuffle=True,
