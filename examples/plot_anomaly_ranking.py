@@ -7,6 +7,11 @@ worst, so ``-score_samples`` (the per-row reconstruction error) ranks them
 first. Here the "normal" rows are the digits other than 7 and the anomalies a
 few dozen 7s mixed in, unlabelled. The ranking is compared, by ROC AUC, with
 PCA's reconstruction error and with :class:`~sklearn.ensemble.IsolationForest`.
+
+The default autoencoder starts as PCA and keeps what improves on it, so here
+its ranking and PCA's are close: over three seeds its AUC was 0.81 on average
+(0.77-0.84) against PCA's 0.83. Both rank far better than the isolation
+forest, which looks at single pixels, not at how they go together.
 """
 
 import os

@@ -33,29 +33,31 @@ N_FOLDS = 3 if QUICK else 5
 # %%
 # Data of known rank: 30 features that are linear mixtures of 5 hidden
 # variables, plus a little noise. A linear autoencoder (which finds the
-# principal subspace) is searched over codes of 1 to 10; the rule accepts a
-# reconstruction error up to 10% above the best.
+# principal subspace) is searched over codes of 1 to 10. Past the rank, every
+# extra code keeps a little more of the noise (about 4% less error each):
+# the rule accepts an error up to 30% above the best, and finds the rank.
 rng = np.random.RandomState(0)
 X_rank = rng.normal(size=(min(N_SAMPLES, 500), 5)) @ rng.normal(size=(5, 30))
 X_rank += 0.1 * rng.normal(size=X_rank.shape)
 linear = AutoencoderTransformer(activation="identity", hidden_layer_sizes=(),
-                                learning_rate_init=0.03, max_iter=max(MAX_ITER // 2, 1),
-                                random_state=0)
+                                max_iter=max(MAX_ITER // 2, 1), random_state=0)
 rank_search = GridSearchCV(linear, {"n_components": [2, 4, 5, 6, 8] if QUICK else
                                     list(range(1, 11))},
-                           cv=N_FOLDS, refit=smallest_within(0.1)).fit(X_rank)
+                           cv=N_FOLDS, refit=smallest_within(0.3)).fit(X_rank)
 
 # %%
-# The digits, scaled to [0, 1], with the default (nonlinear) autoencoder. The
-# rule's default is the one-standard-error rule: the smallest code whose mean
-# score is within one standard error (over the folds) of the best one.
+# The digits, scaled to [0, 1], with the default (nonlinear) autoencoder. Here
+# the error keeps falling steeply up to 48 codes of 64 pixels: there is no
+# knee, and a relative rule (or the one-standard-error rule) keeps 48. An
+# error budget in the score's own units says what is good enough: up to
+# 0.005 more mean squared error per pixel than the best.
 X_digits = load_digits(return_X_y=True)[0][:N_SAMPLES]
 pipeline = make_pipeline(MinMaxScaler(), AutoencoderTransformer(random_state=0,
                                                                 max_iter=MAX_ITER))
 digits_search = GridSearchCV(
     pipeline, {"autoencodertransformer__n_components": [2, 8, 32] if QUICK else
                [2, 4, 8, 16, 32, 48]},
-    cv=N_FOLDS, refit=smallest_within()).fit(X_digits)
+    cv=N_FOLDS, refit=smallest_within(0.005, relative=False)).fit(X_digits)
 
 
 # %%
