@@ -242,11 +242,6 @@ def flush_denormal():
             torch.set_flush_denormal(False)
 
 
-def state_dict_to_cpu(module):
-    """A detached copy of the module's state with every tensor on the CPU."""
-    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
-
-
 def map_location_for(device, owner):
     """The device to load a pickled model onto, warning when it falls back."""
     if device_is_available(device):
