@@ -427,6 +427,7 @@ def test_shapes_and_determinism_property(n_rows, n_features, n_components):
 @pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @example(seed=142, n_features=3, n_components=2)  # needed the full-batch epochs
+@example(seed=425, n_features=3, n_components=3)  # failed with the default PCA start
 @given(seed=st.integers(0, 2**16), n_features=st.integers(3, 10), n_components=st.integers(1, 3))
 def test_linear_autoencoder_recovers_pca_subspace(seed, n_features, n_components):
     rng = np.random.RandomState(seed)
@@ -438,9 +439,12 @@ def test_linear_autoencoder_recovers_pca_subspace(seed, n_features, n_components
     X = (rng.normal(size=(400, n_features)) * spreads) @ rotation.T + rng.normal(size=n_features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # From a random start on every row: training itself must find the
+        # subspace (the default would start at PCA, on 90% of the rows).
         ae = AutoencoderTransformer(n_components, hidden_layer_sizes=(), activation="identity",
                                     alpha=0.0, learning_rate_init=0.01, batch_size=64,
                                     max_iter=600, tol=1e-7, n_iter_no_change=20,
+                                    init="random", early_stopping=False,
                                     random_state=0).fit(X)
         # Adam's steps at lr=0.01 on minibatches jitter around the optimum (up
         # to 2% above PCA's error was seen); a few full-batch epochs at a
