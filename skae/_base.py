@@ -74,8 +74,8 @@ from ._engine import (
     resolve_batch_size,
     widest_row,
 )
-from ._fastpath import ReconstructionLoss  # noqa: F401 - the loss estimators declare
-from ._modules import ACTIVATIONS, materialize
+from ._fastpath import ReconstructionLoss
+from ._modules import ACTIVATIONS, corrupt, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
 # holds about this many floats (256 KiB in float32): a chunk and its
@@ -175,7 +175,7 @@ class RandomStreams:
     with fresh draws instead of repeating the first call's.
     """
 
-    INIT, SHUFFLE, NOISE, SPLIT, PRETRAIN, START = range(6)
+    INIT, SHUFFLE, NOISE, SPLIT, PRETRAIN, START, VALIDATION = range(7)
 
     def __init__(self, seed, n_iter=0):
         self.seed = seed
@@ -410,8 +410,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         """
 
     @abstractmethod
-    def _validation_scores(self, module, X, y):
-        """Per-row scores of held-out rows (greater is better), for early stopping."""
+    def _validation_scores(self, module, X, y, generator):
+        """Per-row scores of held-out rows (greater is better), for early stopping.
+
+        ``generator`` draws any random numbers the score needs; it is seeded
+        alike at every epoch (see :class:`skae._engine.Validation`).
+        """
 
     def _architecture(self):
         """The parameters that fix the network's shape (checked on warm starts)."""
@@ -658,8 +662,11 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             if validating:
                 source, held_out = source.split(self.validation_fraction,
                                                 streams.generator(RandomStreams.SPLIT))
-                validation = Validation(self._validation_scores, held_out,
-                                        self._chunk_rows(state), replicas)
+                validation = Validation(
+                    self._validation_scores, held_out, self._chunk_rows(state), replicas,
+                    generator_factory=lambda: streams.generator(
+                        RandomStreams.VALIDATION, device,
+                        0 if replicas is None else replicas.rank))
             started = new and self._start_from_data(
                 state.module, source, streams.generator(RandomStreams.START))
             n_rows = (source.n_rows if replicas is None
@@ -838,7 +845,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         """Per-row score (greater is better): minus the mean squared error."""
         return -_per_row_squared_error(self._decode(module, self._encode(module, X)), X)
 
-    def _validation_scores(self, module, X, y):
+    def _validation_scores(self, module, X, y, generator):
+        # Early stopping judges what training minimises: a denoising
+        # autoencoder's error on held-out rows corrupted by its training
+        # noise (the same draw every epoch), else the score of the clean rows.
+        loss = self._training_loss
+        if isinstance(loss, ReconstructionLoss) and loss.noisy:
+            noisy = corrupt(X, loss.noise, loss.noise_level, generator)
+            return -_per_row_squared_error(self._decode(module, self._encode(module, noisy)), X)
         return self._score_samples_tensor(module, X)
 
     def encoder_factory(self, n_features=None):

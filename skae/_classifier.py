@@ -266,7 +266,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     def _training_loss(self, module, X, y, generator):
         return F.cross_entropy(self._logits(module, X), y), {}
 
-    def _validation_scores(self, module, X, y):
+    def _validation_scores(self, module, X, y, generator):
         return (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
 
     def _optimizer_settings(self):

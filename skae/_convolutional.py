@@ -96,8 +96,11 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         Training stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows and judge progress by
-        their :meth:`score`; the network as it was before training counts as
-        a candidate too, and the weights of the best are kept.
+        their :meth:`score`, or, with ``noise``, by their denoising error (as
+        :class:`DenoisingAutoencoder`: the reconstruction of a corrupted copy,
+        the same draw at every epoch, against the clean rows); the network as
+        it was before training counts as a candidate too, and the weights of
+        the best are kept.
     validation_fraction : float, default=0.1
         Fraction of the rows held out when ``early_stopping`` is True.
     shuffle : bool, default=True

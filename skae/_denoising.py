@@ -76,8 +76,12 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         Training stops after this many consecutive epochs without progress.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows and judge progress by
-        their :meth:`score`; the network as it was before training counts as
-        a candidate too, and the weights of the best are kept.
+        their denoising error: minus the mean squared error between the
+        clean rows and the reconstruction of a corrupted copy of them (the
+        training ``noise``, the same draw at every epoch), so that training
+        stops when denoising, not plain reconstruction, stops improving. The
+        network as it was before training counts as a candidate too, and the
+        weights of the best are kept.
     validation_fraction : float, default=0.1
         Fraction of the rows held out when ``early_stopping`` is True.
     shuffle : bool, default=True
@@ -145,8 +149,9 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     best_loss_ : float
         Lowest value in ``loss_curve_``.
     validation_scores_ : list of float or None
-        Validation score (:meth:`score` on the clean held-out rows) of every
-        epoch when ``early_stopping`` is True, else None.
+        Validation score (minus the held-out denoising error; see
+        ``early_stopping``) of every epoch when ``early_stopping`` is True,
+        else None.
     best_validation_score_ : float or None
         Best of ``validation_scores_``; its weights are the ones kept.
     n_features_in_ : int

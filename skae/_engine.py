@@ -827,25 +827,31 @@ class Trainer:
 class Validation:
     """What early stopping scores each epoch on.
 
-    ``score_fn(module, X_batch, y_batch)`` returns one score per row
-    (greater is better); the epoch's score is their mean over ``source``,
-    computed in batches of ``batch_size`` rows without gradients. With
-    ``replicas`` each replica scores its share of the rows and the sums are
-    all-reduced, so that all get the same score.
+    ``score_fn(module, X_batch, y_batch, generator)`` returns one score per
+    row (greater is better); the epoch's score is their mean over
+    ``source``, computed in batches of ``batch_size`` rows without
+    gradients. ``generator`` is a new generator from ``generator_factory``
+    at every scoring (None without one), so that a score drawing random
+    numbers (a denoising error on corrupted rows) draws the same ones each
+    epoch and the epochs are compared on equal terms. With ``replicas`` each
+    replica scores its share of the rows and the sums are all-reduced, so
+    that all get the same score.
     """
 
     score_fn: object
     source: object
     batch_size: int
     replicas: object = None
+    generator_factory: object = None
 
     def score(self, module):
         module.eval()
         total, n_rows = 0.0, 0
         shard = None if self.replicas is None else self.replicas.shard_without_padding
+        generator = None if self.generator_factory is None else self.generator_factory()
         with torch.inference_mode():
             for X_batch, y_batch in self.source.batches(self.batch_size, shard=shard):
-                total += float(self.score_fn(module, X_batch, y_batch).sum())
+                total += float(self.score_fn(module, X_batch, y_batch, generator).sum())
                 n_rows += X_batch.shape[0]
         if self.replicas is not None:
             total, n_rows = self.replicas.sum([total, n_rows])

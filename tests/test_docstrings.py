@@ -31,6 +31,8 @@ DIFFERENT_BY_DESIGN = {
     ("ConvolutionalAutoencoder", "activation"): "also follows every convolution",
     ("ConvolutionalAutoencoder", "noise"): "None (no noise) is its default",
     ("ConvolutionalAutoencoder", "noise_level"): "unused when noise is None",
+    ("DenoisingAutoencoder", "early_stopping"): "scores the denoising error",
+    ("ConvolutionalAutoencoder", "early_stopping"): "scores the denoising error with noise",
     ("VariationalAutoencoder", "hidden_layer_sizes"): "() is a linear VAE",
     ("VariationalAutoencoder", "activation"): "the posterior heads are linear",
 }

@@ -199,7 +199,7 @@ def test_fit_loop_restores_the_best_validation_weights():
     scores = iter([0.5, 1.0, 3.0, 2.0, 0.0, -1.0, -2.0])  # the first: before training
     states = []
 
-    def score_fn(module, X_val, y_val):
+    def score_fn(module, X_val, y_val, generator):
         states.append({k: v.clone() for k, v in module.state_dict().items()})
         return torch.full((X_val.shape[0],), next(scores))
 
@@ -217,7 +217,7 @@ def test_the_starting_network_is_kept_when_no_epoch_beats_it():
     start = {k: v.clone() for k, v in network.state_dict().items()}
     scores = iter([5.0, 1.0, 2.0, 3.0])
 
-    def score_fn(module, X_val, y_val):
+    def score_fn(module, X_val, y_val, generator):
         return torch.full((X_val.shape[0],), next(scores))
 
     X = torch.randn(64, 7, generator=torch.Generator().manual_seed(0))
@@ -310,3 +310,22 @@ def test_replica_shards_cover_every_row_in_equal_counts():
     assert set(shards[0][:2].tolist() + shards[1][:2].tolist()) == set(positions[:4].tolist())
     exact = [_OneOfTwo(rank).shard_without_padding(positions) for rank in (0, 1)]
     assert sorted(torch.cat(exact).tolist()) == list(range(11))
+
+
+def test_validation_draws_the_same_numbers_at_every_scoring():
+    X = torch.randn(50, 7, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def score_fn(module, X_val, y_val, generator):
+        seen.append(generator)
+        return torch.rand(X_val.shape[0], generator=generator)
+
+    validation = Validation(score_fn, TensorSource(X), batch_size=16,
+                            generator_factory=lambda: torch.Generator().manual_seed(7))
+    network = _network()
+    first, second = validation.score(network), validation.score(network)
+    assert first == second
+    assert len({id(generator) for generator in seen[:4]}) == 1  # one per scoring
+    assert seen[0] is not seen[-1]
+    assert Validation(lambda m, x, y, g: torch.zeros(x.shape[0]) if g is None else None,
+                      TensorSource(X), batch_size=16).score(network) == 0.0
