@@ -74,7 +74,7 @@ from ._engine import (
     resolve_batch_size,
     widest_row,
 )
-from ._fastpath import ReconstructionLoss
+from ._fastpath import ReconstructionLoss, dense_inference
 from ._modules import ACTIVATIONS, corrupt, materialize
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
@@ -742,6 +742,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             # Reads from disk in chunks of a few blocks: larger chunks buy no
             # speed and cost memory (their activations, and the heap's slack).
             chunk_rows = min(chunk_rows, 4 * _data.block_rows(X))
+        # A plain dense autoencoder infers into buffers made for this call.
+        module = dense_inference(module)
         with torch_threads(self.n_threads):
             result = predict_in_chunks(lambda chunk: function(module, chunk), X, state.device,
                                        chunk_rows, dtype)

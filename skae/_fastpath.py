@@ -143,6 +143,22 @@ def _has_hooks(module):
                             "_backward_pre_hooks"))
 
 
+def _half_layers(half):
+    """``[(linear, activation or None), ...]`` through an encoder or decoder, or None."""
+    if type(half) is not nn.Sequential:
+        return None
+    layers = []
+    for submodule in half:
+        if type(submodule) is nn.Linear and submodule.bias is not None:
+            layers.append([submodule, None])
+            continue
+        rule = _activation(submodule)
+        if rule is None or not layers or layers[-1][1] is not None:
+            return None
+        layers[-1][1] = rule
+    return [tuple(layer) for layer in layers] or None
+
+
 def _dense_layers(module):
     """``[(linear, activation or None), ...]`` through an MLPAutoencoder, or None.
 
@@ -151,19 +167,67 @@ def _dense_layers(module):
     """
     if type(module) is not MLPAutoencoder or _has_hooks(module):
         return None
-    layers = []
-    for half in (module.encoder, module.decoder):
-        if type(half) is not nn.Sequential:
-            return None
-        for submodule in half:
-            if type(submodule) is nn.Linear and submodule.bias is not None:
-                layers.append([submodule, None])
-                continue
-            rule = _activation(submodule)
-            if rule is None or not layers or layers[-1][1] is not None:
-                return None
-            layers[-1][1] = rule
-    return [tuple(layer) for layer in layers]
+    encoder, decoder = _half_layers(module.encoder), _half_layers(module.decoder)
+    return None if encoder is None or decoder is None else encoder + decoder
+
+
+class _DenseForward:
+    """``half(X)`` for an encoder or decoder of dense layers, with no allocation
+    per call: each layer's ``addmm`` writes into a buffer made at the first
+    call (sized by its rows, the most any later call may pass) and the
+    activation runs in it in place, where ``nn.Sequential`` allocates a new
+    output for every layer and activation. The result is a view of the last
+    buffer, overwritten by the next call: the caller copies it out first.
+    The same kernels as :class:`torch.nn.Linear` and the activation modules.
+    """
+
+    def __init__(self, layers):
+        self._layers = [(linear.weight.detach(), linear.bias.detach(), rule)
+                        for linear, rule in layers]
+        self._buffers = None
+
+    def __call__(self, X):
+        n_rows = X.shape[0]
+        if self._buffers is None or self._buffers[0][0].shape[0] < n_rows \
+                or self._buffers[0][0].dtype != X.dtype:
+            self._buffers = []
+            for weight, _, rule in self._layers:
+                pre = X.new_empty((n_rows, weight.shape[0]))
+                post = pre if rule is None or rule.in_place else torch.empty_like(pre)
+                self._buffers.append((pre, post))
+        for (weight, bias, rule), (pre, post) in zip(self._layers, self._buffers):
+            pre, post = pre[:n_rows], post[:n_rows]
+            torch.addmm(bias, X, weight.t(), out=pre)
+            if rule is not None:
+                rule.forward(pre, post)()
+            X = post
+        return X
+
+
+class DenseInference:
+    """An :class:`~skae._modules.MLPAutoencoder`'s ``encoder`` and ``decoder``
+    for inference in chunks, without per-chunk allocations (see
+    :class:`_DenseForward`). Build one per inference call: its buffers belong
+    to that call (calls from several threads must not share them).
+    """
+
+    def __init__(self, module):
+        self.encoder = _DenseForward(_half_layers(module.encoder))
+        self.decoder = _DenseForward(_half_layers(module.decoder))
+
+    def forward(self, X):
+        return self.decoder(self.encoder(X))
+
+    __call__ = forward
+
+
+def dense_inference(module):
+    """A :class:`DenseInference` of ``module``, or ``module`` itself when it is
+    not a plain :class:`~skae._modules.MLPAutoencoder` (another network, hooks,
+    an activation the table above does not know)."""
+    if _dense_layers(module) is None:
+        return module
+    return DenseInference(module)
 
 
 def _autocast_enabled(device_type):

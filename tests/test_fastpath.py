@@ -299,3 +299,53 @@ def test_cuda_graph_trains_as_the_eager_step_on_cuda(loss):
         assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for got, expected in zip(module.parameters(), twin.parameters()):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- #
+# Inference into preallocated buffers.
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_inference_equals_the_modules(activation, dtype):
+    torch.manual_seed(0)
+    module = MLPAutoencoder(9, (12, 6), 3, activation).to(dtype)
+    fast = skae._fastpath.dense_inference(module)
+    assert isinstance(fast, skae._fastpath.DenseInference)
+    X = torch.randn(40, 9, dtype=dtype)
+    tolerance = dict(rtol=1e-6, atol=1e-7) if dtype == torch.float32 else {}
+    with torch.inference_mode():
+        # A first, larger call sizes the buffers; smaller ones use their views.
+        for rows in (X, X[:7], X[3:40], X[:1]):
+            codes = fast.encoder(rows).clone()
+            assert_allclose(codes, module.encoder(rows), **tolerance)
+            assert_allclose(fast.decoder(codes).clone(), module.decoder(codes), **tolerance)
+            assert_allclose(fast(rows).clone(), module(rows), **tolerance)
+
+
+def test_dense_inference_keeps_other_networks():
+    torch.manual_seed(0)
+    for module in (MLPVariationalAutoencoder(6, (8,), 2, "relu"),
+                   ConvAutoencoder((1, 8, 8), (4,), 3, (), 2, "relu")):
+        assert skae._fastpath.dense_inference(module) is module
+    hooked = MLPAutoencoder(6, (8,), 2, "relu")
+    hooked.encoder[0].register_forward_hook(lambda *args: None)
+    assert skae._fastpath.dense_inference(hooked) is hooked
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_transform_goes_through_dense_inference(monkeypatch):
+    X = np.random.RandomState(0).normal(size=(300, 8))
+    model = AutoencoderTransformer(2, hidden_layer_sizes=(6,), max_iter=3, tol=0,
+                                   random_state=0, device="cpu").fit(X)
+    with torch.inference_mode():
+        expected = model.module_.encoder(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    calls = []
+    original = skae._fastpath.DenseInference.__init__
+
+    def record(self, module):
+        calls.append(module)
+        original(self, module)
+
+    monkeypatch.setattr(skae._fastpath.DenseInference, "__init__", record)
+    assert_allclose(model.transform(X.astype(np.float32)), expected, rtol=1e-5, atol=1e-6)
+    assert len(calls) == 1
