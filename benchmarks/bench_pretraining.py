@@ -42,7 +42,8 @@ ENCODERS = {
     "denoising AE (dropout 0.3)": lambda seed: DenoisingAutoencoder(
         16, hidden_layer_sizes=(100,), noise="dropout", noise_level=0.3, random_state=seed),
     "conv AE (16, 32 channels)": lambda seed: ConvolutionalAutoencoder(
-        16, batch_size=32, learning_rate_init=0.003, max_iter=40, random_state=seed),
+        16, batch_size=32, learning_rate_init=0.003, max_iter=40, tol=1e-4,
+        early_stopping=False, random_state=seed),
 }
 
 VARIANTS = {

@@ -945,8 +945,8 @@ def variant_contenders():
                       lambda X, s, r: skae.ConvolutionalAutoencoder(
                           s.code, channels=CONV_CHANNELS, alpha=0.0, batch_size=s.batch_size,
                           learning_rate_init=s.learning_rate, max_iter=s.epochs, tol=0.0,
-                          n_iter_no_change=s.epochs + 1, random_state=r, device="cpu",
-                          n_threads=s.threads).fit(X),
+                          n_iter_no_change=s.epochs + 1, early_stopping=False, random_state=r,
+                          device="cpu", n_threads=s.threads).fit(X),
                       skae_reconstruct),
             Contender("plain loop, the same ConvAutoencoder module",
                       lambda X, s, r: plain_conv_loop(X, s, r, (1, 8, 8)), plain_reconstruct),

@@ -81,12 +81,12 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     batch_size : int or "auto", default="auto"
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.
-    learning_rate_init : float, default=0.001
+    learning_rate_init : float, default=0.005
         Adam's learning rate at the start (divided by 10 once when progress
         stalls; see ``tol``).
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
-    tol : float, default=1e-4
+    tol : float, default=3e-3
         Relative progress that counts: an epoch makes progress when its loss
         (or validation score) beats the best so far by more than ``tol``
         times the best's magnitude. After ``n_iter_no_change`` epochs without
@@ -94,7 +94,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         stall ends training.
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
-    early_stopping : bool, default=False
+    early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows and judge progress by
         their :meth:`score`, or, with ``noise``, by their denoising error (as
         :class:`DenoisingAutoencoder`: the reconstruction of a corrupted copy,
@@ -229,11 +229,11 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         noise_level=0.1,
         alpha=0.0001,
         batch_size="auto",
-        learning_rate_init=0.001,
+        learning_rate_init=0.005,
         max_iter=200,
-        tol=1e-4,
+        tol=3e-3,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         shuffle=True,
         random_state=None,
