@@ -23,15 +23,17 @@ MAX_ITER = 5 if QUICK else 150
 
 # %%
 # Pixels scaled to [0, 1] vary by far less than the unit variance of the
-# VAE's Gaussian likelihood, so ``beta`` (which acts as that variance) is
-# lowered to 0.05. The model trains for a fixed number of epochs.
+# VAE's Gaussian likelihood. ``beta``, which acts as that variance, is left
+# at its default, ``"auto"``: the pixels' mean variance (``beta_``, about
+# 0.07), so the KL term does not flatten every code onto the prior.
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
 warnings.simplefilter("ignore", ConvergenceWarning)
-vae = VariationalAutoencoder(n_components=2, beta=0.05, hidden_layer_sizes=(128,),
-                             max_iter=MAX_ITER, learning_rate_init=0.003, random_state=0)
+vae = VariationalAutoencoder(n_components=2, hidden_layer_sizes=(128,), max_iter=MAX_ITER,
+                             learning_rate_init=0.003, random_state=0)
 vae.fit(X)
-print(f"ELBO {vae.score(X):.2f} nats per digit; last epoch: reconstruction "
+print(f"beta_ = {vae.beta_:.3f}; ELBO {vae.score(X):.2f} nats per digit; last epoch: "
+      f"reconstruction "
       f"{vae.reconstruction_curve_[-1]:.2f}, KL {vae.kl_curve_[-1]:.2f}")
 
 # %%
@@ -59,7 +61,7 @@ fig.colorbar(scatter, ax=right, ticks=range(10), label="digit (not used in train
 right.set_xlabel("latent dimension 1 (posterior mean)")
 right.set_ylabel("latent dimension 2 (posterior mean)")
 right.set_title(f"Posterior means of the {len(X)} digits")
-fig.suptitle(f"VariationalAutoencoder(n_components=2, beta={vae.beta}): "
+fig.suptitle(f"VariationalAutoencoder(n_components=2), beta_={vae.beta_:.3f}: "
              f"ELBO {vae.score(X):.1f} nats per digit")
 fig.tight_layout()
 fig.savefig(OUTPUT, dpi=100)

@@ -105,6 +105,18 @@ def _per_row_squared_error(reconstruction, X):
     return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
+def sample_rows(source, generator, max_rows=10_000, min_rows=2):
+    """A random sample of a source's rows, as a 2-D float64 NumPy array.
+
+    Up to ``max_rows`` rows (fewer for very wide rows: at most 2**24 values,
+    but at least ``min_rows``), drawn from ``generator``.
+    """
+    width = source.n_columns if hasattr(source, "n_columns") else math.prod(source.X.shape[1:])
+    n_rows = min(source.n_rows, max_rows, max(min_rows, 2**24 // max(1, width)))
+    sample, _ = next(iter(source.batches(n_rows, generator)))
+    return sample.detach().to("cpu", torch.float64).numpy().reshape(sample.shape[0], -1)
+
+
 def principal_components(source, n_components, generator, max_rows=10_000):
     """Mean and leading principal axes (rows) of a sample of a source's rows.
 
@@ -117,10 +129,7 @@ def principal_components(source, n_components, generator, max_rows=10_000):
     .. [1] N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure
        with randomness", SIAM Review 53 (2), 2011.
     """
-    width = source.n_columns if hasattr(source, "n_columns") else math.prod(source.X.shape[1:])
-    n_rows = min(source.n_rows, max_rows, max(n_components + 1, 2**24 // max(1, width)))
-    sample, _ = next(iter(source.batches(n_rows, generator)))
-    sample = sample.detach().to("cpu", torch.float64).numpy().reshape(sample.shape[0], -1)
+    sample = sample_rows(source, generator, max_rows, min_rows=n_components + 1)
     mean = sample.mean(axis=0)
     centred = sample - mean
     k = min(n_components, *centred.shape)
@@ -426,10 +435,11 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         return self.learning_rate_init, self.alpha
 
     def _start_from_data(self, module, source, generator):
-        """Set a new network's starting weights from training rows (``source``).
+        """Set up a new network from training rows (``source``).
 
-        Called once, before the first epoch of a new network. Returns whether
-        it did anything; the default does nothing.
+        Called once, before the first epoch of a new network, to set its
+        starting weights or settings measured on the data. Returns whether it
+        changed the weights; the default does nothing.
         """
         return False
 

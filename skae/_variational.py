@@ -5,10 +5,10 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseAutoencoder
+from ._base import BaseAutoencoder, sample_rows
 from ._device import make_generator, seed_from_random_state
 from ._modules import MLPVariationalAutoencoder
 
@@ -47,11 +47,16 @@ class VariationalAutoencoder(BaseAutoencoder):
     and are averaged over the rows of a batch. Because the likelihood's
     variance is fixed at 1, ``beta`` acts as that variance: minimising the
     loss is the same as fitting a unit-``beta`` VAE whose Gaussian
-    likelihood has variance ``beta``. Scale the data so that the noise one
-    is willing to ignore has variance about ``beta``: for standardised
-    data the default suits; for pixels in [0, 1] a ``beta`` around 0.01 to
-    0.1 keeps more than the broadest strokes (larger values leave more
-    latent dimensions unused, with posteriors equal to the prior).
+    likelihood has variance ``beta``, and variation smaller than that is
+    left to the noise (latent dimensions that would carry it are unused,
+    their posteriors equal to the prior). The default, ``beta="auto"``,
+    sets it to the variance of an average feature of the training data
+    (``beta_``): 1 for standardised data (the textbook ELBO there), about
+    0.07 for the digits scaled to [0, 1], where ``beta=1`` would leave every
+    latent dimension unused and every sample the average digit. A linear
+    VAE then keeps the principal directions that vary more than an
+    average feature, as Kaiser's rule does for PCA. Smaller values keep
+    more detail; larger ones fewer dimensions.
 
     ``transform`` returns the posterior means and :meth:`sample` draws
     codes from the prior and decodes them; both are deterministic for a
@@ -61,9 +66,12 @@ class VariationalAutoencoder(BaseAutoencoder):
     ----------
     n_components : int, default=2
         Size of the latent code.
-    beta : float, default=1.0
+    beta : float or "auto", default="auto"
         Weight of the KL term in the loss [2]_; see above for its meaning as
-        the likelihood's variance. ``0`` trains a (noisy-code) autoencoder.
+        the likelihood's variance. ``"auto"`` is the mean variance of the
+        features of (up to 10,000 of) the training rows, fixed at the first
+        fit of a network (see ``beta_``). ``0`` trains a (noisy-code)
+        autoencoder.
     hidden_layer_sizes : int or tuple of int, default=(100,)
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer (a linear
@@ -158,10 +166,13 @@ class VariationalAutoencoder(BaseAutoencoder):
     n_iter_ : int
         Number of epochs run, over all calls of ``fit`` with ``warm_start``
         and of ``partial_fit``.
+    beta_ : float
+        The weight of the KL term in training: ``beta``, or the measured
+        mean feature variance for ``beta="auto"``.
     loss_curve_ : list of float
         Mean training loss of every epoch:
-        ``reconstruction_curve_[i] + beta * kl_curve_[i]``, the negative
-        ELBO per sample when ``beta=1``.
+        ``reconstruction_curve_[i] + beta_ * kl_curve_[i]``, the negative
+        ELBO per sample when ``beta_`` is 1.
     reconstruction_curve_ : list of float
         Mean reconstruction term (Gaussian negative log-likelihood at the
         sampled codes, in nats per sample) of every epoch.
@@ -214,14 +225,14 @@ class VariationalAutoencoder(BaseAutoencoder):
 
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
-        "beta": [Interval(Real, 0, None, closed="left")],
+        "beta": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
     }
 
     def __init__(
         self,
         n_components=2,
         *,
-        beta=1.0,
+        beta="auto",
         hidden_layer_sizes=(100,),
         activation="relu",
         alpha=0.0001,
@@ -272,6 +283,27 @@ class VariationalAutoencoder(BaseAutoencoder):
     def _can_learn_identity(self):
         return self.beta == 0
 
+    @property
+    def beta_(self):
+        """The weight of the KL term the network was trained with.
+
+        ``beta`` itself, or, with ``beta="auto"``, the mean variance of the
+        training features, measured when the network was first fitted.
+        """
+        check_is_fitted(self)
+        return self._beta()
+
+    def _beta(self):
+        return float(self.beta) if self.beta != "auto" else self._auto_beta
+
+    def _start_from_data(self, module, source, generator):
+        # Not a start of the weights: the value of beta="auto", measured for
+        # every new network (so that a later set_params(beta="auto") with
+        # warm_start finds it) and kept by a continued fit.
+        variance = float(sample_rows(source, generator).var(axis=0).mean())
+        self._auto_beta = variance if variance > 0 else 1.0
+        return False
+
     def _training_loss(self, module, X, y, generator):
         mean, log_variance = module.encoder(X)
         # Reparameterisation: z = mean + std * eps keeps the draw differentiable.
@@ -279,7 +311,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         codes = mean + torch.exp(0.5 * log_variance) * eps
         reconstruction = gaussian_negative_log_likelihood(module.decoder(codes), X).mean()
         kl = gaussian_kl(mean, log_variance).mean()
-        return reconstruction + self.beta * kl, {"reconstruction": reconstruction, "kl": kl}
+        return reconstruction + self._beta() * kl, {"reconstruction": reconstruction, "kl": kl}
 
     @property
     def reconstruction_curve_(self):

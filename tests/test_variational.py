@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from torch.distributions import Normal, kl_divergence
@@ -33,9 +34,10 @@ def low_rank():
 @pytest.fixture(scope="module")
 def fitted_low_rank(low_rank):
     X, _ = low_rank
+    # beta=1: the unit noise variance the checks below are derived for.
     return VariationalAutoencoder(
-        n_components=2, hidden_layer_sizes=(32,), learning_rate_init=0.01, random_state=0,
-        device="cpu",
+        n_components=2, beta=1.0, hidden_layer_sizes=(32,), learning_rate_init=0.01,
+        random_state=0, device="cpu",
     ).fit(X)
 
 
@@ -90,6 +92,33 @@ def test_posterior_means_are_centred(low_rank, fitted_low_rank):
     assert np.all(np.abs(codes.mean(axis=0)) < 0.1)
     # Informative codes: the aggregate posterior spreads like the prior.
     assert np.all(np.abs(codes.std(axis=0) - 1) < 0.15)
+
+
+def test_auto_beta_is_the_mean_feature_variance(X):
+    model = fast().fit(X)
+    assert model.beta == "auto"
+    assert_allclose(model.beta_, X.var(axis=0).mean(), rtol=1e-5)
+    assert_allclose(fast().fit(3 * X).beta_, 9 * model.beta_, rtol=1e-5)
+    assert fast(beta=0.25).fit(X).beta_ == 0.25
+    # A continued fit keeps the measured value, and can switch to it.
+    model.set_params(warm_start=True, max_iter=2).fit(5 * X)
+    assert_allclose(model.beta_, X.var(axis=0).mean(), rtol=1e-5)
+    explicit = fast(beta=0.25).fit(X)
+    explicit.set_params(warm_start=True, beta="auto").fit(X)
+    assert_allclose(explicit.beta_, X.var(axis=0).mean(), rtol=1e-5)
+    assert_allclose(fast(beta="auto").fit(np.ones((20, 3))).beta_, 1.0)
+
+
+def test_auto_beta_keeps_the_codes_of_pixels_in_the_unit_interval():
+    # Pixels in [0, 1] vary far less than 1: with beta=1 the KL term wins,
+    # every code collapses onto the prior (measured: code spread 0.02) and
+    # every sample is the average digit. "auto" weighs the KL term by the
+    # pixels' mean variance (0.07), and the codes carry the digits.
+    X = load_digits().data / 16.0
+    codes = VariationalAutoencoder(random_state=0, device="cpu").fit(X).transform(X)
+    assert np.all(codes.std(axis=0) > 0.5)
+    collapsed = VariationalAutoencoder(beta=1.0, random_state=0, device="cpu").fit(X)
+    assert np.all(collapsed.transform(X).std(axis=0) < 0.1)
 
 
 def test_sample_is_reproducible_and_leaves_global_rng_alone(X, global_rng):
