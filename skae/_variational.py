@@ -86,12 +86,12 @@ class VariationalAutoencoder(BaseAutoencoder):
     batch_size : int or "auto", default="auto"
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.
-    learning_rate_init : float, default=0.001
+    learning_rate_init : float, default=0.003
         Adam's learning rate at the start (divided by 10 once when progress
         stalls; see ``tol``).
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
-    tol : float, default=1e-4
+    tol : float, default=3e-4
         Relative progress that counts: an epoch makes progress when its loss
         (or validation score) beats the best so far by more than ``tol``
         times the best's magnitude. After ``n_iter_no_change`` epochs without
@@ -237,9 +237,9 @@ class VariationalAutoencoder(BaseAutoencoder):
         activation="relu",
         alpha=0.0001,
         batch_size="auto",
-        learning_rate_init=0.001,
+        learning_rate_init=0.003,
         max_iter=200,
-        tol=1e-4,
+        tol=3e-4,
         n_iter_no_change=10,
         early_stopping=False,
         validation_fraction=0.1,
