@@ -401,6 +401,9 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     _fast_path = True
     #: Replay that step from a CUDA graph (opt-in, for benchmarks/bench_gpu.py).
     _cuda_graph = False
+    #: ``tol`` is relative to the best criterion so far (reconstruction
+    #: errors have the data's scale); False makes it absolute.
+    _relative_tol = True
 
     # ------------------------------------------------------------------ #
     # What a concrete estimator supplies.
@@ -700,7 +703,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                     n_iter_no_change=self.n_iter_no_change, validation=validation,
                     callbacks=self._callbacks(), first_epoch=state.n_iter + 1,
                     phase=phase or ("partial_fit" if incremental else "fit"),
-                    name=type(self).__name__, single_call=incremental)
+                    name=type(self).__name__, single_call=incremental,
+                    relative_tol=self._relative_tol)
             except TrainingDivergedError as error:
                 raise TrainingDivergedError(
                     f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "

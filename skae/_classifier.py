@@ -81,12 +81,16 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     max_iter : int, default=1000
         Maximum number of epochs of phase 2 (an epoch with few labelled rows
         is one or a few steps).
-    tol : float, default=1e-4
-        Relative progress that counts: an epoch makes progress when its loss
-        (or validation accuracy) beats the best so far by more than ``tol``
-        times the best's magnitude. After ``n_iter_no_change`` epochs without
-        progress the learning rate is divided by 10 once; the next such
-        stall ends phase 2.
+    tol : float, default=1e-5
+        Progress that counts in phase 2: an epoch makes progress when its
+        loss (the cross-entropy, in nats) or validation accuracy beats the
+        best so far by more than ``tol``, an absolute amount as in
+        :class:`~sklearn.neural_network.MLPClassifier` (the autoencoders'
+        ``tol`` is relative: their errors have the data's scale; a
+        cross-entropy that falls towards zero on separable labels would
+        keep making relative progress). After ``n_iter_no_change`` epochs
+        without progress the learning rate is divided by 10 once; the next
+        such stall ends phase 2.
     n_iter_no_change : int, default=10
         Phase 2 stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
@@ -199,6 +203,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     True
     """
 
+    # The cross-entropy is in nats whatever the data: tol is absolute.
+    _relative_tol = False
+
     _parameter_constraints: dict = {
         **NetworkEstimator._parameter_constraints,
         "autoencoder": [None, BaseAutoencoder],
@@ -218,7 +225,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         batch_size="auto",
         learning_rate_init="auto",
         max_iter=1000,
-        tol=1e-4,
+        tol=1e-5,
         n_iter_no_change=10,
         early_stopping=False,
         validation_fraction=0.1,

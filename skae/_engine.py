@@ -937,13 +937,16 @@ def _check_finite(value, what, epoch):
 
 def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=None,
              callbacks=(), first_epoch=1, phase="fit", name="model", single_call=False,
-             lr_reductions=1, lr_factor=0.1):
+             lr_reductions=1, lr_factor=0.1, relative_tol=True):
     """Train for up to ``max_iter`` epochs, stopping once progress stalls.
 
     An epoch makes progress when its criterion (minus the training loss, or
     with a :class:`Validation` its score, greater is better) beats the best
     so far by more than ``tol`` times the best's magnitude: a relative
-    tolerance, the same on data of any scale. After ``n_iter_no_change``
+    tolerance, the same on data of any scale (with ``relative_tol=False``,
+    by more than ``tol`` itself, for a criterion of fixed scale such as a
+    cross-entropy in nats, which a relative rule would follow down towards
+    zero without end). After ``n_iter_no_change``
     epochs without progress the learning rate is multiplied by
     ``lr_factor``, at most ``lr_reductions`` times; the next such stall ends
     training (converged). With a :class:`Validation`, the network as it is
@@ -1010,7 +1013,8 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
                 _check_finite(score, "validation score", epoch)
                 history.validation_scores.append(score)
                 criterion = score
-            margin = tol * abs(best_criterion) if math.isfinite(best_criterion) else 0.0
+            margin = (0.0 if not math.isfinite(best_criterion)
+                      else tol * abs(best_criterion) if relative_tol else tol)
             improved = criterion > best_criterion + margin
             if criterion > best_criterion:
                 best_criterion = criterion
@@ -1040,7 +1044,8 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
                 history.stop_reason = "converged"
                 history.message = (
                     f"converged after {n_done} epochs (the {criterion_name} did not improve "
-                    f"on its best by more than tol={tol:g} of it for {n_iter_no_change} "
+                    f"on its best by more than tol={tol:g}{' of it' if relative_tol else ''} "
+                    f"for {n_iter_no_change} "
                     f"epochs at learning rate {trainer.learning_rate:.3g})")
                 break
             if stop_requested:

@@ -329,3 +329,26 @@ def test_validation_draws_the_same_numbers_at_every_scoring():
     assert seen[0] is not seen[-1]
     assert Validation(lambda m, x, y, g: torch.zeros(x.shape[0]) if g is None else None,
                       TensorSource(X), batch_size=16).score(network) == 0.0
+
+
+@pytest.mark.parametrize("relative_tol", [True, False])
+def test_absolute_tol_stops_a_criterion_falling_towards_zero(relative_tol):
+    # A cross-entropy on separable labels halves towards 0: each epoch beats
+    # the best by half of it (relative progress forever), by ever less in
+    # absolute terms.
+    errors = iter(0.5 ** np.arange(100))
+
+    def score_fn(module, X_val, y_val, generator):
+        return torch.full((X_val.shape[0],), -next(errors))
+
+    X = torch.randn(32, 7, generator=torch.Generator().manual_seed(0))
+    history = fit_loop(_trainer(_network(), _reconstruction), TensorSource(X), max_iter=40,
+                       tol=1e-3, n_iter_no_change=2, relative_tol=relative_tol,
+                       validation=Validation(score_fn, TensorSource(X), batch_size=64))
+    if relative_tol:
+        assert history.stop_reason == "max_iter"
+    else:
+        # 0.5**k - 0.5**(k+1) = 0.5**(k+1) < 1e-3 from k = 9 on; two stalls of
+        # three epochs each (the first lowers the learning rate) end it.
+        assert history.stop_reason == "converged" and history.n_epochs == 15
+        assert "tol=0.001 for" in history.message
