@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skae import ConvolutionalAutoencoder
@@ -121,13 +123,16 @@ def test_warm_start_refuses_a_new_image_shape():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n_components", [4, 8])
-def test_reconstructs_held_out_digits_better_than_pca(digits, n_components):
+@pytest.mark.parametrize("n_components", [2, 8])
+def test_defaults_reconstruct_held_out_digits_better_than_pca(digits, n_components):
+    # What the user guide promises of the defaults: below PCA's error, and
+    # converged within the default budget.
     X_train, X_test = train_test_split(digits, test_size=0.25, random_state=0)
     pca = PCA(n_components).fit(X_train)
     pca_error = np.mean((pca.inverse_transform(pca.transform(X_test)) - X_test) ** 2)
-    cae = ConvolutionalAutoencoder(n_components, batch_size=32, learning_rate_init=0.003,
-                                   max_iter=30, random_state=0, device="cpu").fit(X_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        cae = ConvolutionalAutoencoder(n_components, random_state=0, device="cpu").fit(X_train)
     cae_error = -cae.score(X_test)
-    # Measured: about 0.75 of PCA's error at 4 and 0.7 at 8 components.
-    assert cae_error < 0.9 * pca_error
+    # Measured: 0.77 of PCA's error at 2 and 0.69 at 8 components.
+    assert cae_error < 0.85 * pca_error
