@@ -159,8 +159,9 @@ def _half_layers(half):
     return [tuple(layer) for layer in layers] or None
 
 
-def _dense_layers(module):
-    """``[(linear, activation or None), ...]`` through an MLPAutoencoder, or None.
+def _dense_halves(module):
+    """The layers of an MLPAutoencoder's encoder and decoder (see
+    :func:`_half_layers`), or None.
 
     Only the exact layer types are accepted: a subclass, a parametrisation or
     a hook may change what a layer computes.
@@ -168,7 +169,13 @@ def _dense_layers(module):
     if type(module) is not MLPAutoencoder or _has_hooks(module):
         return None
     encoder, decoder = _half_layers(module.encoder), _half_layers(module.decoder)
-    return None if encoder is None or decoder is None else encoder + decoder
+    return None if encoder is None or decoder is None else (encoder, decoder)
+
+
+def _dense_layers(module):
+    """``[(linear, activation or None), ...]`` through an MLPAutoencoder, or None."""
+    halves = _dense_halves(module)
+    return None if halves is None else halves[0] + halves[1]
 
 
 class _DenseForward:
@@ -211,9 +218,9 @@ class DenseInference:
     to that call (calls from several threads must not share them).
     """
 
-    def __init__(self, module):
-        self.encoder = _DenseForward(_half_layers(module.encoder))
-        self.decoder = _DenseForward(_half_layers(module.decoder))
+    def __init__(self, encoder_layers, decoder_layers):
+        self.encoder = _DenseForward(encoder_layers)
+        self.decoder = _DenseForward(decoder_layers)
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
@@ -225,9 +232,8 @@ def dense_inference(module):
     """A :class:`DenseInference` of ``module``, or ``module`` itself when it is
     not a plain :class:`~skae._modules.MLPAutoencoder` (another network, hooks,
     an activation the table above does not know)."""
-    if _dense_layers(module) is None:
-        return module
-    return DenseInference(module)
+    halves = _dense_halves(module)
+    return module if halves is None else DenseInference(*halves)
 
 
 def _autocast_enabled(device_type):
