@@ -56,13 +56,18 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # MathJax from the docs extra, copied into _static: formulas render offline.
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
 
 autosummary_generate = True
 autodoc_typehints = "none"
-numpydoc_show_class_members = False
+# A summary table of every method on each class page, as scikit-learn's API
+# pages have (the methods' own entries follow, listed in the page's sidebar).
+numpydoc_show_class_members = True
+numpydoc_class_members_toctree = False
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py.md5",
                     "auto_examples/*.zip", "sphinxext"]
@@ -83,6 +88,8 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     # No remote notebooks or binder: nothing is fetched.
     "show_memory": False,
+    # Its execution-times page loads scripts from a CDN.
+    "write_computation_times": False,
 }
 
 if os.environ.get("SKAE_DOCS_ONLINE_INVENTORIES") == "1":
@@ -104,4 +111,9 @@ html_theme_options = {
     "navigation_with_keys": False,
     # The theme's default would fetch a version switcher and icons; keep it local.
     "icon_links": [],
+    # The page's sidebar lists a class page's methods and attributes (the
+    # entries one level below the class), as scikit-learn's API pages do.
+    "show_toc_level": 2,
 }
+# In that list, "fit" rather than "AutoencoderTransformer.fit".
+toc_object_entries_show_parents = "hide"
