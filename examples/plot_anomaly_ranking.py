@@ -50,7 +50,7 @@ is_anomaly = digit == 7
 # mean squared reconstruction error (``-score_samples``), PCA's with the same
 # code size, and the isolation forest's ``-score_samples``. The autoencoder
 # holds out 10% of the rows to stop early (``early_stopping=True``); it
-# converges in well under its ``max_iter=200`` epochs.
+# converges after about 80 epochs, before its ``max_iter=200``.
 n_components = 8
 autoencoder = AutoencoderTransformer(n_components, hidden_layer_sizes=(64,),
                                      early_stopping=True, max_iter=200,

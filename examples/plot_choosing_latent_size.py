@@ -39,7 +39,7 @@ N_FOLDS = 3 if QUICK else 5
 # extra code keeps a little more of the noise (about 4% less error each):
 # the rule accepts an error up to 30% above the best, and finds the rank.
 # Every fit of both searches stops early on 10% of its training rows held out
-# (``early_stopping=True``), well before ``max_iter``.
+# (``early_stopping=True``), before ``max_iter``.
 rng = np.random.RandomState(0)
 X_rank = rng.normal(size=(min(N_SAMPLES, 500), 5)) @ rng.normal(size=(5, 30))
 X_rank += 0.1 * rng.normal(size=X_rank.shape)

@@ -32,7 +32,8 @@ X_train, X_test = train_test_split(X / 16.0, test_size=0.25, random_state=0)
 # %%
 # Both compress each digit to 8 numbers; the autoencoder keeps its defaults
 # (two convolutions of 16 and 32 channels, at most 200 epochs) and stops early
-# on 10% held-out digits (``early_stopping=True``), well before ``max_iter``.
+# on 10% held-out digits (``early_stopping=True``): after about 140 epochs,
+# before ``max_iter``.
 n_components = 8
 pca = PCA(n_components).fit(X_train)
 cae = ConvolutionalAutoencoder(n_components, early_stopping=True, callbacks=CALLBACKS,
