@@ -36,9 +36,9 @@ noisy = X_test + np.random.RandomState(0).normal(scale=noise_level, size=X_test.
 # except for a code wide enough to copy noise through, 32 numbers for 64
 # pixels, and early stopping on 10% held-out digits (``early_stopping=True``),
 # which ends the fits after about 20 (plain) and 80 (denoising) epochs,
-# before ``max_iter``. The denoising one is trained
-# with noise of the level it will meet; its early stopping judges the held-out
-# digits by that denoising error.
+# before ``max_iter``. The denoising one is trained with noise of the level it
+# will meet; its early stopping judges the held-out digits by that denoising
+# error.
 params = dict(n_components=32, early_stopping=True, callbacks=CALLBACKS, random_state=0)
 plain = AutoencoderTransformer(**params).fit(X_train)
 denoiser = DenoisingAutoencoder(noise="gaussian", noise_level=noise_level, **params).fit(X_train)

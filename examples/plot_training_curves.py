@@ -50,7 +50,8 @@ for name, model in models.items():
 # %%
 # A variational autoencoder's loss is a reconstruction term plus ``beta``
 # times a KL term; each is recorded (``reconstruction_curve_``,
-# ``kl_curve_``) beside their sum; it converges well before ``max_iter=100``.
+# ``kl_curve_``) beside their sum; it converges after about 50 epochs, before
+# ``max_iter=100``.
 vae = VariationalAutoencoder(2, beta=0.05, hidden_layer_sizes=(128,), learning_rate_init=0.003,
                              max_iter=100, callbacks=CALLBACKS, random_state=0).fit(X)
 print(f"variational autoencoder: {vae.n_iter_} epochs")
