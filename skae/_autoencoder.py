@@ -3,7 +3,7 @@
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import BaseAutoencoder, ReconstructionLoss, principal_components
-from ._modules import MLPAutoencoder, can_start_at_pca, start_at_pca
+from ._modules import can_start_at_pca, start_at_pca
 
 
 class AutoencoderTransformer(BaseAutoencoder):
@@ -234,16 +234,15 @@ class AutoencoderTransformer(BaseAutoencoder):
     def _can_start_at_pca(self):
         return can_start_at_pca(self._hidden_layer_sizes(), self.n_components, self.activation)
 
-    def _start_from_data(self, module, source, generator):
+    def _start_from_data(self, state, source, generator):
         if self.init == "random" or (self.init == "auto" and not self._can_start_at_pca()):
             return False
         mean, components = principal_components(source, self.n_components, generator)
-        start_at_pca(module, mean, components, self.activation)
+        start_at_pca(state.module, mean, components, self.activation)
         return True
 
-    def _module_factory(self, n_features):
-        sizes, n_components, activation = (
-            self._hidden_layer_sizes(), self.n_components, self.activation)
-        return lambda: MLPAutoencoder(n_features, sizes, n_components, activation)
+    def _network_architecture(self, n_features, row_shape=None):
+        return {"kind": "MLPAutoencoder", "n_features": int(n_features),
+                **self._network_params()}
 
     _training_loss = ReconstructionLoss()

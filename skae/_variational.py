@@ -1,5 +1,6 @@
 """VariationalAutoencoder: a dense VAE with a Gaussian code and likelihood."""
 
+import functools
 import math
 from numbers import Integral, Real
 
@@ -10,7 +11,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, sample_rows
 from ._device import make_generator, seed_from_random_state
-from ._modules import MLPVariationalAutoencoder
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -168,7 +168,8 @@ class VariationalAutoencoder(BaseAutoencoder):
         and of ``partial_fit``.
     beta_ : float
         The weight of the KL term in training: ``beta``, or the measured
-        mean feature variance for ``beta="auto"``.
+        mean feature variance for ``beta="auto"`` (as of the last call that
+        trained the network; ``set_params`` alone does not change it).
     loss_curve_ : list of float
         Mean training loss of every epoch:
         ``reconstruction_curve_[i] + beta_ * kl_curve_[i]``, the negative
@@ -275,10 +276,9 @@ class VariationalAutoencoder(BaseAutoencoder):
         self.precision = precision
         self.distributed = distributed
 
-    def _module_factory(self, n_features):
-        sizes, n_components, activation = (
-            self._hidden_layer_sizes(), self.n_components, self.activation)
-        return lambda: MLPVariationalAutoencoder(n_features, sizes, n_components, activation)
+    def _network_architecture(self, n_features, row_shape=None):
+        return {"kind": "MLPVariationalAutoencoder", "n_features": int(n_features),
+                **self._network_params()}
 
     def _can_learn_identity(self):
         return self.beta == 0
@@ -288,30 +288,35 @@ class VariationalAutoencoder(BaseAutoencoder):
         """The weight of the KL term the network was trained with.
 
         ``beta`` itself, or, with ``beta="auto"``, the mean variance of the
-        training features, measured when the network was first fitted.
+        training features, measured when the network was first fitted; as of
+        the last call that trained the network.
         """
         check_is_fitted(self)
-        return self._beta()
+        return self._training.settings["beta"]
 
-    def _beta(self):
-        return float(self.beta) if self.beta != "auto" else self._auto_beta
-
-    def _start_from_data(self, module, source, generator):
+    def _start_from_data(self, state, source, generator):
         # Not a start of the weights: the value of beta="auto", measured for
         # every new network (so that a later set_params(beta="auto") with
         # warm_start finds it) and kept by a continued fit.
         variance = float(sample_rows(source, generator).var(axis=0).mean())
-        self._auto_beta = variance if variance > 0 else 1.0
+        state.settings["auto_beta"] = variance if variance > 0 else 1.0
         return False
 
-    def _training_loss(self, module, X, y, generator):
+    def _loss(self, state):
+        # The weight of the KL term is resolved for each training call and
+        # kept with the network it trains (beta_).
+        beta = float(self.beta) if self.beta != "auto" else state.settings["auto_beta"]
+        state.settings["beta"] = beta
+        return functools.partial(self._training_loss, beta=beta)
+
+    def _training_loss(self, module, X, y, generator, *, beta):
         mean, log_variance = module.encoder(X)
         # Reparameterisation: z = mean + std * eps keeps the draw differentiable.
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         codes = mean + torch.exp(0.5 * log_variance) * eps
         reconstruction = gaussian_negative_log_likelihood(module.decoder(codes), X).mean()
         kl = gaussian_kl(mean, log_variance).mean()
-        return reconstruction + self._beta() * kl, {"reconstruction": reconstruction, "kl": kl}
+        return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl}
 
     @property
     def reconstruction_curve_(self):
