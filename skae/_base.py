@@ -1071,6 +1071,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
         The optimizer state is kept between calls, so a stream of blocks
         trains as epochs over the whole data would.
+        Later calls continue the fitted network, so the parameters that chose
+        it must be as they were on the first call (a ValueError names the one
+        that changed); training parameters may change between calls.
 
         Parameters
         ----------

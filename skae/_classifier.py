@@ -114,6 +114,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     device : str or torch.device, default="auto"
         Where phase 2 trains and predicts: ``"auto"`` (CUDA, else Apple MPS,
         else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
+        model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call of phase 2 and
         prediction (None keeps torch's setting).

@@ -143,6 +143,21 @@ def test_a_saved_classifier_is_the_fitted_one_whatever_set_params_did(data, chan
     _assert_same_outputs(ROUND_TRIPS[how](clf), X, expected)
 
 
+@pytest.mark.parametrize("how", ROUND_TRIPS)
+@pytest.mark.parametrize("Autoencoder", AUTOENCODERS, ids=lambda E: E.__name__)
+@pytest.mark.parametrize("pretrain", [True, False])
+def test_a_classifier_is_rebuilt_from_its_state_whatever_its_encoder(
+        data, Autoencoder, pretrain, how):
+    X, y = data
+    autoencoder = _fast(Autoencoder, n_components=2, hidden_layer_sizes=(6,),
+                        **({"channels": (2,)} if Autoencoder is ConvolutionalAutoencoder else {}))
+    clf = _fast(AutoencoderClassifier, autoencoder=autoencoder, pretrain=pretrain,
+                freeze_encoder=False).fit(X, y)
+    expected = _outputs(clf, X)
+    clf.set_params(autoencoder=AutoencoderTransformer(n_components=5))
+    _assert_same_outputs(ROUND_TRIPS[how](clf), X, expected)
+
+
 @pytest.mark.parametrize("Estimator", ALL, ids=lambda E: E.__name__)
 def test_what_training_produces_lives_in_the_training_state(data, Estimator):
     """No fitted value is kept beside the state (the VAE's measured beta, the
