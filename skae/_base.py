@@ -339,9 +339,9 @@ class TrainingState:
                             for moments in optimizer["moments"]],
             },
             "seed": int(self.seed),
-            "architecture": self.architecture,
-            "network_params": self.network_params,
-            "settings": self.settings,
+            "architecture": copy.deepcopy(self.architecture),
+            "network_params": dict(self.network_params),
+            "settings": dict(self.settings),
             "n_iter": int(self.n_iter),
             "loss_curve": [float(v) for v in self.loss_curve],
             "parts_curves": {k: [float(v) for v in c] for k, c in self.parts_curves.items()},
@@ -397,7 +397,8 @@ def _to_tensor(array):
 
 
 def _plain(value):
-    """An architecture as it was saved: some formats give its tuples back as lists."""
+    """Saved plain values (an architecture...) as written: some formats give
+    tuples back as lists."""
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -195,6 +195,11 @@ def test_the_conv_image_shape_is_fitted(data):
     images = X.reshape(-1, 1, 4, 4)
     assert_array_equal(cae.transform(images), cae.transform(X))
     assert _skops_round_trip(cae).image_shape_ == (1, 4, 4)
+    # A 3-D array is read as the fitted network reads rows: signals here.
+    signals = _fitted(ConvolutionalAutoencoder, X.reshape(-1, 2, 8), None, image_shape=(2, 8))
+    codes = signals.transform(X)
+    signals.set_params(image_shape=None)
+    assert_array_equal(signals.transform(X.reshape(-1, 2, 8)), codes)
 
 
 # --------------------------------------------------------------------------- #
