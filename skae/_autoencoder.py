@@ -3,7 +3,7 @@
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import BaseAutoencoder, ReconstructionLoss, principal_components
-from ._modules import MLPAutoencoder, can_start_at_pca, start_at_pca
+from ._modules import can_start_at_pca, start_at_pca
 
 
 class AutoencoderTransformer(BaseAutoencoder):
@@ -75,7 +75,11 @@ class AutoencoderTransformer(BaseAutoencoder):
         fitting nor inference touches the global NumPy, torch or ``random``
         state.
     warm_start : bool, default=False
-        Continue training the previous network on the next ``fit``.
+        Continue training the previous network on the next ``fit``. The
+        parameters that chose the network (its sizes, code width, activation,
+        image shape...) must be those it was fitted with: a change raises a
+        ValueError naming the parameter (with ``warm_start=False``, ``fit``
+        trains a new network), as ``partial_fit`` does.
     verbose : bool or int, default=False
         Show training progress (see :class:`~skae.ProgressBar`): a progress
         bar on a terminal, a table of the epochs otherwise, and a last line
@@ -88,6 +92,8 @@ class AutoencoderTransformer(BaseAutoencoder):
     device : str or torch.device, default="auto"
         Where to train and infer: ``"auto"`` (CUDA if available, else Apple
         MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
+        model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call, restored after it.
         One thread is the measured default: on a 2-core machine it was at
@@ -234,16 +240,15 @@ class AutoencoderTransformer(BaseAutoencoder):
     def _can_start_at_pca(self):
         return can_start_at_pca(self._hidden_layer_sizes(), self.n_components, self.activation)
 
-    def _start_from_data(self, module, source, generator):
+    def _start_from_data(self, state, source, generator):
         if self.init == "random" or (self.init == "auto" and not self._can_start_at_pca()):
             return False
         mean, components = principal_components(source, self.n_components, generator)
-        start_at_pca(module, mean, components, self.activation)
+        start_at_pca(state.module, mean, components, self.activation)
         return True
 
-    def _module_factory(self, n_features):
-        sizes, n_components, activation = (
-            self._hidden_layer_sizes(), self.n_components, self.activation)
-        return lambda: MLPAutoencoder(n_features, sizes, n_components, activation)
+    def _network_architecture(self, n_features, row_shape=None):
+        return {"kind": "MLPAutoencoder", "n_features": int(n_features),
+                **self._network_params()}
 
     _training_loss = ReconstructionLoss()

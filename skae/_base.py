@@ -14,7 +14,7 @@ one :class:`TrainingState`; the fitted attributes (``module_``, ``n_iter_``,
 :class:`~skae.AutoencoderClassifier` builds on.
 
 A concrete estimator says only which network it trains
-(``_module_factory``), with which loss (``_training_loss``: a method, or a
+(``_network_architecture``), with which loss (``_training_loss``: a method, or a
 declared :class:`~skae._fastpath.ReconstructionLoss`), and, where it differs
 from plain reconstruction, what its outputs are.
 """
@@ -75,7 +75,15 @@ from ._engine import (
     widest_row,
 )
 from ._fastpath import ReconstructionLoss, dense_inference
-from ._modules import ACTIVATIONS, corrupt, materialize
+from ._modules import (
+    ACTIVATIONS,
+    ConvAutoencoder,
+    EncoderClassifier,
+    MLPAutoencoder,
+    MLPVariationalAutoencoder,
+    corrupt,
+    materialize,
+)
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
 # holds about this many floats (256 KiB in float32): a chunk and its
@@ -200,24 +208,54 @@ class RandomStreams:
         return make_generator(self.seed_for(key, replica), device)
 
 
+def build_network(architecture):
+    """The (untrained) network an architecture describes.
+
+    ``architecture`` is a dict of plain values: ``"kind"`` names the network
+    class of :mod:`skae._modules`, the other entries are its arguments; an
+    :class:`~skae._modules.EncoderClassifier`'s ``"encoder"`` is the
+    architecture of the autoencoder whose encoder it uses.
+    """
+    arguments = dict(architecture)
+    kind = arguments.pop("kind", None)
+    if kind == "EncoderClassifier":
+        return EncoderClassifier(build_network(arguments.pop("encoder")).encoder, **arguments)
+    if kind not in _NETWORKS:
+        raise ValueError(f"Unknown kind of network {kind!r} in architecture {architecture!r}.")
+    return _NETWORKS[kind](**arguments)
+
+
+_NETWORKS = {network.__name__: network
+             for network in (MLPAutoencoder, MLPVariationalAutoencoder, ConvAutoencoder)}
+
+
 class TrainingState:
     """Everything training made and continues from, held as one object.
 
     The network and its optimizer, the seed of the random streams, the
-    architecture the network was built for, and the record of every epoch.
+    architecture the network was built for (see :func:`build_network`), the
+    parameters that chose it (``network_params``: a warm start refuses a
+    change of them), what training measured or resolved for its loss
+    (``settings``, e.g. the VAE's ``beta``), and the record of every epoch.
     Saving (:meth:`to_portable`), restoring (:meth:`from_portable`) and
     copying for a failure-safe continued fit (:meth:`copy`) each happen here
-    and nowhere else.
+    and nowhere else. The network is rebuilt from the state alone, so that a
+    saved model is the fitted model whatever ``set_params`` did after fit.
     """
 
-    #: Version of :meth:`to_portable`'s layout; loading refuses other ones.
-    FORMAT = 1
+    #: Number of the layout of a saved estimator (its pickled or skops state,
+    #: :meth:`to_portable` included); loading refuses any other. Layout 1 was
+    #: skae 0.1's up to f9d7584 (``_training["format"] == 1``); files from
+    #: before it have no number.
+    LAYOUT = 2
 
-    def __init__(self, module, optimizer, seed, architecture):
+    def __init__(self, module, optimizer, seed, architecture, network_params=None):
         self.module = module
         self.optimizer = optimizer
         self.seed = seed
         self.architecture = architecture
+        self.network_params = dict(network_params or {})
+        self.settings = {}
         self.n_iter = 0
         self.loss_curve = []
         self.parts_curves = {}
@@ -260,6 +298,7 @@ class TrainingState:
         twin = copy.copy(self)
         twin.module, twin.optimizer = module, optimizer
         twin._double, twin._lock = None, threading.Lock()
+        twin.settings = dict(self.settings)
         twin.loss_curve = list(self.loss_curve)
         twin.parts_curves = {name: list(curve) for name, curve in self.parts_curves.items()}
         if self.validation_scores is not None:
@@ -291,7 +330,6 @@ class TrainingState:
         """
         optimizer = self.optimizer.state_dict()
         return {
-            "format": self.FORMAT,
             "module": {name: _to_array(value) for name, value in self.module.state_dict().items()},
             "optimizer": {
                 "param_groups": [dict(group) for group in optimizer["param_groups"]],
@@ -301,7 +339,9 @@ class TrainingState:
                             for moments in optimizer["moments"]],
             },
             "seed": int(self.seed),
-            "architecture": self.architecture,
+            "architecture": copy.deepcopy(self.architecture),
+            "network_params": dict(self.network_params),
+            "settings": dict(self.settings),
             "n_iter": int(self.n_iter),
             "loss_curve": [float(v) for v in self.loss_curve],
             "parts_curves": {k: [float(v) for v in c] for k, c in self.parts_curves.items()},
@@ -316,19 +356,16 @@ class TrainingState:
         }
 
     @classmethod
-    def from_portable(cls, portable, module, owner):
-        """Rebuild a state from :meth:`to_portable` around a freshly built ``module``.
+    def from_portable(cls, portable, owner):
+        """Rebuild a state from :meth:`to_portable` (of this :attr:`LAYOUT`).
 
-        The weights go to the device they were trained on when this machine
-        has it, else to the CPU with a warning.
+        The network is built from the saved architecture, not from any
+        estimator's parameters. The weights go to the device they were
+        trained on when this machine has it, else to the CPU with a warning.
         """
-        if not isinstance(portable, dict) or portable.get("format") != cls.FORMAT:
-            found = portable.get("format") if isinstance(portable, dict) else type(portable)
-            raise ValueError(
-                f"This {owner} was saved in training-state format {found!r}, which this "
-                f"version of skae (format {cls.FORMAT}) cannot read; load it with the skae "
-                "version that saved it, or refit the model.")
         device = map_location_for(portable["device"], owner)
+        architecture = _plain(portable["architecture"])
+        module = materialize(lambda: build_network(architecture), make_generator(0, "cpu"), "cpu")
         module.load_state_dict({name: torch.from_numpy(np.array(value))
                                 for name, value in portable["module"].items()})
         module = module.to(device).eval()
@@ -342,7 +379,9 @@ class TrainingState:
                          [_to_tensor(t) for t in moments[2]])
                         for moments in saved["moments"]],
         })
-        state = cls(module, optimizer, portable["seed"], _as_tuple(portable["architecture"]))
+        state = cls(module, optimizer, portable["seed"], architecture,
+                    _plain(portable["network_params"]))
+        state.settings = _plain(portable["settings"])
         for name in ("n_iter", "loss_curve", "parts_curves", "validation_scores", "best_loss",
                      "best_validation_score", "batch_size", "stop_reason"):
             setattr(state, name, portable[name])
@@ -357,9 +396,30 @@ def _to_tensor(array):
     return torch.from_numpy(np.array(array))
 
 
-def _as_tuple(value):
-    """Architectures are nested tuples; some formats give lists back."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+def _plain(value):
+    """Saved plain values (an architecture...) as written: some formats give
+    tuples back as lists."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def check_layout(state, owner):
+    """Refuse a saved estimator state whose layout is not :attr:`TrainingState.LAYOUT`."""
+    layout = state.get("_skae_layout")
+    if layout == TrainingState.LAYOUT:
+        return
+    training = state.get("_training")
+    if layout is None and isinstance(training, dict) and "format" in training:
+        layout = training["format"]  # layout 1 numbered its training state only
+    found = (f"layout {layout!r}" if layout is not None else
+             "an unnumbered layout (layout 1 or earlier)")
+    raise ValueError(
+        f"This {owner} was saved by skae in {found} of its saved models, and this "
+        f"version of skae reads layout {TrainingState.LAYOUT} only: load it with the skae "
+        "version that saved it, or refit the model.")
 
 
 # --------------------------------------------------------------------------- #
@@ -388,10 +448,10 @@ _TRAINING_CONSTRAINTS = {
 class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     """Base class of every skae estimator. Not meant to be used directly.
 
-    Subclasses supply ``_module_factory`` (the network), ``_training_loss``
-    (its loss) and ``_validation_scores`` (per-row scores for early
-    stopping); fitting goes through :meth:`_train`, inference through
-    :meth:`_predict`.
+    Subclasses supply ``_network_architecture`` (the network),
+    ``_training_loss`` (its loss) and ``_validation_scores`` (per-row scores
+    for early stopping); fitting goes through :meth:`_train`, inference
+    through :meth:`_predict`.
     """
 
     _parameter_constraints: dict = dict(_TRAINING_CONSTRAINTS)
@@ -409,8 +469,13 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     # What a concrete estimator supplies.
 
     @abstractmethod
-    def _module_factory(self, n_features):
-        """A zero-argument callable building the network for ``n_features``."""
+    def _network_architecture(self, n_features, row_shape=None):
+        """The network a new fit builds for rows of ``n_features``, as a dict
+        of plain values for :func:`build_network` (parameters resolved).
+
+        ``row_shape`` is the shape of one row as the data gave it (an
+        array of images), or None for flat rows.
+        """
 
     @abstractmethod
     def _training_loss(self, module, X, y, generator):
@@ -429,20 +494,30 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         alike at every epoch (see :class:`skae._engine.Validation`).
         """
 
-    def _architecture(self):
-        """The parameters that fix the network's shape (checked on warm starts)."""
-        return ()
+    def _network_params(self):
+        """The parameters that chose the network, as ``{name: normalised value}``.
+
+        Kept in the training state: a warm start or ``partial_fit`` continues
+        the fitted network only while these are unchanged.
+        """
+        return {}
+
+    def _loss(self, state):
+        """The loss that trains ``state``: ``_training_loss``, unless the loss
+        depends on what training measured (see :class:`TrainingState`)."""
+        return self._training_loss
 
     def _optimizer_settings(self):
         """Adam's ``(learning rate, L2 penalty)`` for training (parameters resolved)."""
         return self.learning_rate_init, self.alpha
 
-    def _start_from_data(self, module, source, generator):
-        """Set up a new network from training rows (``source``).
+    def _start_from_data(self, state, source, generator):
+        """Set up a new network (``state.module``) from training rows (``source``).
 
         Called once, before the first epoch of a new network, to set its
-        starting weights or settings measured on the data. Returns whether it
-        changed the weights; the default does nothing.
+        starting weights or settings measured on the data (kept in
+        ``state.settings``). Returns whether it changed the weights; the
+        default does nothing.
         """
         return False
 
@@ -616,27 +691,33 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{self.validation_fraction} of {n_rows} {what}, leaving none to train on; "
                 f"pass more {what} or set early_stopping=False.")
 
-    def _build_module(self, n_features, seed, device):
-        """The network for ``n_features``, initialised from the seed's init stream."""
-        generator = RandomStreams(seed).generator(RandomStreams.INIT)
-        return materialize(self._module_factory(n_features), generator, device)
-
-    def _new_state(self, n_features, device, seed=None, module=None):
-        """A fresh :class:`TrainingState` (built network, new optimizer)."""
+    def _new_state(self, architecture, device, seed=None):
+        """A fresh :class:`TrainingState`: the network ``architecture`` describes,
+        initialised from the seed's init stream, and a new optimizer."""
         seed = self._draw_seed() if seed is None else seed
-        if module is None:
-            module = self._build_module(n_features, seed, device)
+        generator = RandomStreams(seed).generator(RandomStreams.INIT)
+        module = materialize(lambda: build_network(architecture), generator, device)
         optimizer = make_optimizer(module, *self._optimizer_settings())
-        return TrainingState(module, optimizer, seed, self._architecture())
+        return TrainingState(module, optimizer, seed, architecture, self._network_params())
 
-    def _continued_state(self, device):
-        """A copy of the fitted state to train further, following ``set_params``."""
+    def _continued_state(self, device, incremental):
+        """A copy of the fitted state to train further, following ``set_params``.
+
+        Training settings may change between calls; the parameters that
+        chose the network may not (a ValueError names them).
+        """
         state = self._training
-        if state.architecture != self._architecture():
+        now = self._network_params()
+        changed = [f"{name}={now.get(name)!r} (fitted with {value!r})"
+                   for name, value in state.network_params.items() if now.get(name) != value]
+        if changed:
+            how = ("partial_fit continues the fitted network: call fit with warm_start=False"
+                   if incremental else
+                   "warm_start=True continues the fitted network: set warm_start=False")
             raise ValueError(
-                f"The network's shape changed since it was built ({state.architecture} -> "
-                f"{self._architecture()}); set warm_start=False, or clone the estimator, "
-                "to train a new network.")
+                f"The network's shape changed since it was fitted: {', '.join(changed)}. "
+                f"{how}, or clone the estimator, to train a new network; or set the "
+                "parameter back to continue training this one.")
         learning_rate, alpha = self._optimizer_settings()
         state = state.copy(device, learning_rate, alpha)
         for group in state.optimizer.param_groups:
@@ -645,18 +726,20 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 group["weight_decay"] = alpha
         return state
 
-    def _train(self, X, y=None, *, state=None, incremental=False, phase=None):
+    def _train(self, X, y=None, *, state=None, warm_start=False, incremental=False, phase=None,
+               row_shape=None):
         """Train through the engine and commit: the one path for every fit.
 
         Trains ``state`` when given (a new state the caller prepared), else a
         copy of the fitted state when continuing (``partial_fit``, or
-        ``warm_start``), else a new network. The result becomes the fitted
-        state only once training has succeeded.
+        ``warm_start``), else a new network for rows of ``row_shape`` (see
+        :meth:`_network_architecture`). The result becomes the fitted state
+        only once training has succeeded.
         """
         device = self._resolve_device() if state is None else state.device
         replicas = Replicas(device) if self.distributed else None
         continuing = state is None and self.__sklearn_is_fitted__() and (
-            incremental or getattr(self, "warm_start", False))
+            incremental or warm_start)
         validating = self.early_stopping and not incremental
         if validating:
             self._check_enough_rows(X.shape[0])
@@ -667,8 +750,9 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         with torch_threads(self.n_threads), flush_denormal():
             new = state is None and not continuing
             if state is None:
-                state = (self._continued_state(device) if continuing
-                         else self._new_state(X.shape[1], device))
+                state = (self._continued_state(device, incremental) if continuing else
+                         self._new_state(self._network_architecture(X.shape[1], row_shape),
+                                         device))
             streams = RandomStreams(state.seed, state.n_iter)
             every_row = source = self._source(X, y, device)
             validation = None
@@ -681,7 +765,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                         RandomStreams.VALIDATION, device,
                         0 if replicas is None else replicas.rank))
             started = new and self._start_from_data(
-                state.module, source, streams.generator(RandomStreams.START))
+                state, source, streams.generator(RandomStreams.START))
             n_rows = (source.n_rows if replicas is None
                       else math.ceil(source.n_rows / replicas.world_size))
             batch_size = resolve_batch_size(self.batch_size, n_rows)
@@ -689,7 +773,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 print(f"{type(self).__name__}: batch_size={self.batch_size} is larger than "
                       f"the {n_rows} training samples; using {batch_size}.", flush=True)
             trainer = Trainer(
-                state.module, self._training_loss, state.optimizer, batch_size=batch_size,
+                state.module, self._loss(state), state.optimizer, batch_size=batch_size,
                 shuffle_generator=(streams.generator(RandomStreams.SHUFFLE)
                                    if self.shuffle else None),
                 noise_generator=streams.generator(
@@ -712,7 +796,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             if started and validating and history.best_epoch < state.n_iter + 1:
                 # No epoch beat the data-dependent start on the held-out rows:
                 # start from every row instead, the fit's best estimate.
-                self._start_from_data(state.module, every_row,
+                self._start_from_data(state, every_row,
                                       streams.generator(RandomStreams.START))
             state.record(history, validating=validating, incremental=incremental,
                          batch_size=batch_size)
@@ -780,18 +864,24 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         return tags
 
     def __getstate__(self):
+        # A saved estimator holds NumPy arrays and plain values only: no torch
+        # object (a torch.device parameter is saved as its string), so that
+        # skops loads it trusting skae's classes alone.
         state = dict(super().__getstate__())  # may be self.__dict__ itself
         if "_training" in state:
             state["_training"] = self._training.to_portable()
+        if isinstance(state.get("device"), torch.device):
+            state["device"] = str(state["device"])
+        state["_skae_layout"] = TrainingState.LAYOUT
         return state
 
     def __setstate__(self, state):
+        check_layout(state, type(self).__name__)
         portable = state.get("_training")
-        super().__setstate__({key: value for key, value in state.items() if key != "_training"})
+        super().__setstate__({key: value for key, value in state.items()
+                              if key not in ("_training", "_skae_layout")})
         if portable is not None:
-            module = materialize(self._module_factory(self.n_features_in_),
-                                 make_generator(0, "cpu"), "cpu")
-            self._training = TrainingState.from_portable(portable, module, type(self).__name__)
+            self._training = TrainingState.from_portable(portable, type(self).__name__)
 
 
 # --------------------------------------------------------------------------- #
@@ -808,8 +898,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         "warm_start": ["boolean"],
     }
 
-    def _architecture(self):
-        return (self.n_components, self._hidden_layer_sizes(), self.activation)
+    def _network_params(self):
+        return {"n_components": int(self.n_components),
+                "hidden_layer_sizes": self._hidden_layer_sizes(),
+                "activation": self.activation}
+
+    def _row_shape(self, X):
+        """The shape of one row as ``X`` gives it before validation flattens
+        it (see :meth:`_network_architecture`); None: rows are flat."""
+        return None
 
     def _hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -881,8 +978,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         Parameters
         ----------
         n_features : int or None, default=None
-            Width of the rows the encoder reads; None means
-            ``n_features_in_`` (the autoencoder must then be fitted).
+            Width of the rows the encoder reads, for an encoder of the
+            current parameters; None means the fitted network's encoder
+            (the autoencoder must then be fitted), whatever ``set_params``
+            changed since.
 
         Returns
         -------
@@ -907,16 +1006,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         """
         if n_features is None:
             check_is_fitted(self)
-            n_features = self.n_features_in_
+            architecture = self._training.architecture  # the fitted one
         else:
             self._validate_params()
             self._check_params()
-        build_autoencoder = self._module_factory(int(n_features))
+            architecture = self._network_architecture(int(n_features))
 
         def build():
-            return build_autoencoder().encoder
+            return build_network(architecture).encoder
 
-        return build, int(self.n_components)
+        return build, architecture["n_components"]
 
     # ------------------------------------------------------------------ #
     # Data.
@@ -937,7 +1036,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     @property
     def _n_features_out(self):
         """Width of the fitted network's codes (names the output features)."""
-        return self._training.architecture[0]
+        return self._training.architecture["n_components"]
 
     # ------------------------------------------------------------------ #
     # The scikit-learn API.
@@ -961,9 +1060,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         with self._restored_on_error():
             self._check_params()
             continuing = self.warm_start and self.__sklearn_is_fitted__()
+            row_shape = self._row_shape(X)
             X = self._validate_X(X, reset=not continuing)
             self._warn_if_overcomplete(X.shape[1])
-            self._train(X)
+            self._train(X, warm_start=self.warm_start, row_shape=row_shape)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -972,6 +1072,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
         The optimizer state is kept between calls, so a stream of blocks
         trains as epochs over the whole data would.
+        Later calls continue the fitted network, so the parameters that chose
+        it must be as they were on the first call (a ValueError names the one
+        that changed); training parameters may change between calls.
 
         Parameters
         ----------
@@ -988,10 +1091,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         with self._restored_on_error():
             self._check_params()
             first_call = not self.__sklearn_is_fitted__()
+            row_shape = self._row_shape(X)
             X = self._validate_X(X, reset=first_call)
             if first_call:
                 self._warn_if_overcomplete(X.shape[1])
-            self._train(X, incremental=True)
+            self._train(X, incremental=True, row_shape=row_shape)
         return self
 
     def fit_transform(self, X, y=None):

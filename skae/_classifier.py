@@ -13,7 +13,6 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams, validate_numeric
 from ._callbacks import InPhase
 from ._denoising import DenoisingAutoencoder
-from ._modules import EncoderClassifier
 
 
 def _unlabelled(y):
@@ -115,6 +114,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     device : str or torch.device, default="auto"
         Where phase 2 trains and predicts: ``"auto"`` (CUDA, else Apple MPS,
         else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
+        model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call of phase 2 and
         prediction (None keeps torch's setting).
@@ -261,10 +262,20 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     # ------------------------------------------------------------------ #
     # The network and its loss.
 
-    def _module_factory(self, n_features):
-        build_encoder, n_codes = self._encoder_source.encoder_factory(n_features)
-        n_classes, frozen = len(self.classes_), self.freeze_encoder_
-        return lambda: EncoderClassifier(build_encoder(), n_codes, n_classes, frozen)
+    def _network_architecture(self, n_features, row_shape=None):
+        # The encoder of the autoencoder as it was fitted (or, without
+        # pretraining, as its parameters describe it), then the head for
+        # classes_: set by fit before the network is built.
+        source = self._encoder_source
+        if source.__sklearn_is_fitted__():
+            encoder = source._training.architecture
+        else:
+            source._validate_params()
+            source._check_params()
+            encoder = source._network_architecture(n_features)
+        return {"kind": "EncoderClassifier", "encoder": encoder,
+                "n_codes": encoder["n_components"], "n_classes": len(self.classes_),
+                "freeze_encoder": self.freeze_encoder_}
 
     def _logits(self, module, X):
         # A frozen encoder is trained on codes computed once (see fit).
@@ -332,7 +343,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             self.learning_rate_init_ = ((0.01 if frozen else 0.001)
                                         if self.learning_rate_init == "auto"
                                         else float(self.learning_rate_init))
-            state = self._new_state(X.shape[1], device, seed)
+            state = self._new_state(self._network_architecture(X.shape[1]), device, seed)
             network = state.module
             if self.pretrain:
                 network.encoder.load_state_dict(source.encoder_.state_dict())

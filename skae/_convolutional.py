@@ -7,7 +7,6 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseAutoencoder, ReconstructionLoss, check_noise_level
-from ._modules import ConvAutoencoder
 
 
 def _positive_ints(value, name, *, allow_int=False):
@@ -112,7 +111,11 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         fitting nor inference touches the global NumPy, torch or ``random``
         state.
     warm_start : bool, default=False
-        Continue training the previous network on the next ``fit``.
+        Continue training the previous network on the next ``fit``. The
+        parameters that chose the network (its sizes, code width, activation,
+        image shape...) must be those it was fitted with: a change raises a
+        ValueError naming the parameter (with ``warm_start=False``, ``fit``
+        trains a new network), as ``partial_fit`` does.
     verbose : bool or int, default=False
         Show training progress (see :class:`~skae.ProgressBar`): a progress
         bar on a terminal, a table of the epochs otherwise, and a last line
@@ -125,6 +128,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     device : str or torch.device, default="auto"
         Where to train and infer: ``"auto"`` (CUDA if available, else Apple
         MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
+        model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call, restored after it.
         One thread is the measured default: on a 2-core machine it was at
@@ -289,9 +294,15 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
                 )
         check_noise_level(self.noise, self.noise_level)
 
-    def _architecture(self):
+    def _network_params(self):
         image_shape = None if self.image_shape is None else tuple(self.image_shape)
-        return (*super()._architecture(), image_shape, self._channels(), self.kernel_size)
+        return {**super()._network_params(), "image_shape": image_shape,
+                "channels": self._channels(), "kernel_size": int(self.kernel_size)}
+
+    @property
+    def image_shape_(self):
+        """How rows are read: the fitted network's input shape."""
+        return self._training.architecture["input_shape"]
 
     def _resolve_image_shape(self, n_features, given=None):
         """``image_shape`` for rows of ``n_features`` (``given``: an image array's shape)."""
@@ -312,22 +323,27 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         side = math.isqrt(n_features)
         return (1, side, side) if side * side == n_features else (1, n_features)
 
-    def _validate_X(self, X, *, reset):
+    def _row_shape(self, X, *, reset=True):
         # An array of images, (n, channels, height, width) or (n, height,
         # width), is read as its flattened rows plus a shape. A 3-D array is
-        # (n, channels, length) when image_shape says signals.
-        given = None
+        # (n, channels, length) when image_shape says signals (the fitted
+        # network's when reading rows for it).
         ndim = getattr(X, "ndim", None)
-        if ndim in (3, 4) and hasattr(X, "reshape"):
-            given = tuple(int(size) for size in X.shape[1:])
-            signals = self.image_shape is not None and len(tuple(self.image_shape)) == 2
-            if ndim == 3 and not signals:
-                given = (1, *given)
+        if ndim not in (3, 4) or not hasattr(X, "reshape"):
+            return None
+        given = tuple(int(size) for size in X.shape[1:])
+        shape = (self.image_shape if reset else self.image_shape_)
+        signals = shape is not None and len(tuple(shape)) == 2
+        return (1, *given) if ndim == 3 and not signals else given
+
+    def _validate_X(self, X, *, reset):
+        given = self._row_shape(X, reset=reset)
+        if given is not None:
             # A memmap stays one (reshape is a view), to be read in blocks.
             X = (X if isinstance(X, np.ndarray) else np.asarray(X)).reshape(X.shape[0], -1)
         X = super()._validate_X(X, reset=reset)
-        if reset:
-            self.image_shape_ = self._resolve_image_shape(X.shape[1], given)
+        if reset:  # the network is built for this shape (_network_architecture)
+            self._resolve_image_shape(X.shape[1], given)
         elif given is not None and given != self.image_shape_:
             raise ValueError(
                 f"X holds images of shape {given}, but {type(self).__name__} was "
@@ -338,13 +354,13 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     # ------------------------------------------------------------------ #
     # The network and its loss.
 
-    def _module_factory(self, n_features):
-        image_shape = getattr(self, "image_shape_", None) or self._resolve_image_shape(n_features)
-        channels, kernel_size = self._channels(), self.kernel_size
-        sizes, n_components, activation = (
-            self._hidden_layer_sizes(), self.n_components, self.activation)
-        return lambda: ConvAutoencoder(image_shape, channels, kernel_size, sizes,
-                                       n_components, activation)
+    def _network_architecture(self, n_features, row_shape=None):
+        params = self._network_params()
+        return {"kind": "ConvAutoencoder",
+                "input_shape": self._resolve_image_shape(n_features, row_shape),
+                "channels": params["channels"], "kernel_size": params["kernel_size"],
+                "hidden_layer_sizes": params["hidden_layer_sizes"],
+                "n_components": params["n_components"], "activation": params["activation"]}
 
     def _can_learn_identity(self):
         return self.noise is None or self.noise_level == 0

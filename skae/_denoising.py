@@ -93,7 +93,11 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         fitting nor inference touches the global NumPy, torch or ``random``
         state.
     warm_start : bool, default=False
-        Continue training the previous network on the next ``fit``.
+        Continue training the previous network on the next ``fit``. The
+        parameters that chose the network (its sizes, code width, activation,
+        image shape...) must be those it was fitted with: a change raises a
+        ValueError naming the parameter (with ``warm_start=False``, ``fit``
+        trains a new network), as ``partial_fit`` does.
     verbose : bool or int, default=False
         Show training progress (see :class:`~skae.ProgressBar`): a progress
         bar on a terminal, a table of the epochs otherwise, and a last line
@@ -106,6 +110,8 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     device : str or torch.device, default="auto"
         Where to train and infer: ``"auto"`` (CUDA if available, else Apple
         MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
+        model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call, restored after it.
         One thread is the measured default: on a 2-core machine it was at

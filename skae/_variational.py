@@ -1,5 +1,6 @@
 """VariationalAutoencoder: a dense VAE with a Gaussian code and likelihood."""
 
+import functools
 import math
 from numbers import Integral, Real
 
@@ -10,7 +11,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, sample_rows
 from ._device import make_generator, seed_from_random_state
-from ._modules import MLPVariationalAutoencoder
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -114,7 +114,11 @@ class VariationalAutoencoder(BaseAutoencoder):
         fitting nor inference touches the global NumPy, torch or ``random``
         state.
     warm_start : bool, default=False
-        Continue training the previous network on the next ``fit``.
+        Continue training the previous network on the next ``fit``. The
+        parameters that chose the network (its sizes, code width, activation,
+        image shape...) must be those it was fitted with: a change raises a
+        ValueError naming the parameter (with ``warm_start=False``, ``fit``
+        trains a new network), as ``partial_fit`` does.
     verbose : bool or int, default=False
         Show training progress (see :class:`~skae.ProgressBar`): a progress
         bar on a terminal, a table of the epochs otherwise, and a last line
@@ -127,6 +131,8 @@ class VariationalAutoencoder(BaseAutoencoder):
     device : str or torch.device, default="auto"
         Where to train and infer: ``"auto"`` (CUDA if available, else Apple
         MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
+        model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call, restored after it.
         One thread is the measured default: on a 2-core machine it was at
@@ -168,7 +174,8 @@ class VariationalAutoencoder(BaseAutoencoder):
         and of ``partial_fit``.
     beta_ : float
         The weight of the KL term in training: ``beta``, or the measured
-        mean feature variance for ``beta="auto"``.
+        mean feature variance for ``beta="auto"`` (as of the last call that
+        trained the network; ``set_params`` alone does not change it).
     loss_curve_ : list of float
         Mean training loss of every epoch:
         ``reconstruction_curve_[i] + beta_ * kl_curve_[i]``, the negative
@@ -275,10 +282,9 @@ class VariationalAutoencoder(BaseAutoencoder):
         self.precision = precision
         self.distributed = distributed
 
-    def _module_factory(self, n_features):
-        sizes, n_components, activation = (
-            self._hidden_layer_sizes(), self.n_components, self.activation)
-        return lambda: MLPVariationalAutoencoder(n_features, sizes, n_components, activation)
+    def _network_architecture(self, n_features, row_shape=None):
+        return {"kind": "MLPVariationalAutoencoder", "n_features": int(n_features),
+                **self._network_params()}
 
     def _can_learn_identity(self):
         return self.beta == 0
@@ -288,30 +294,35 @@ class VariationalAutoencoder(BaseAutoencoder):
         """The weight of the KL term the network was trained with.
 
         ``beta`` itself, or, with ``beta="auto"``, the mean variance of the
-        training features, measured when the network was first fitted.
+        training features, measured when the network was first fitted; as of
+        the last call that trained the network.
         """
         check_is_fitted(self)
-        return self._beta()
+        return self._training.settings["beta"]
 
-    def _beta(self):
-        return float(self.beta) if self.beta != "auto" else self._auto_beta
-
-    def _start_from_data(self, module, source, generator):
+    def _start_from_data(self, state, source, generator):
         # Not a start of the weights: the value of beta="auto", measured for
         # every new network (so that a later set_params(beta="auto") with
         # warm_start finds it) and kept by a continued fit.
         variance = float(sample_rows(source, generator).var(axis=0).mean())
-        self._auto_beta = variance if variance > 0 else 1.0
+        state.settings["auto_beta"] = variance if variance > 0 else 1.0
         return False
 
-    def _training_loss(self, module, X, y, generator):
+    def _loss(self, state):
+        # The weight of the KL term is resolved for each training call and
+        # kept with the network it trains (beta_).
+        beta = float(self.beta) if self.beta != "auto" else state.settings["auto_beta"]
+        state.settings["beta"] = beta
+        return functools.partial(self._training_loss, beta=beta)
+
+    def _training_loss(self, module, X, y, generator, *, beta):
         mean, log_variance = module.encoder(X)
         # Reparameterisation: z = mean + std * eps keeps the draw differentiable.
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         codes = mean + torch.exp(0.5 * log_variance) * eps
         reconstruction = gaussian_negative_log_likelihood(module.decoder(codes), X).mean()
         kl = gaussian_kl(mean, log_variance).mean()
-        return reconstruction + self._beta() * kl, {"reconstruction": reconstruction, "kl": kl}
+        return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl}
 
     @property
     def reconstruction_curve_(self):

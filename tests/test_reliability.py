@@ -177,11 +177,11 @@ def test_pickled_state_holds_numpy_and_plain_values_only(data, Estimator):
 
 
 def test_a_model_saved_in_another_state_format_is_refused_clearly(data):
+    # More layouts (older, unnumbered, skops) in test_persistence.py.
     X, y = data
-    state = _fitted(AutoencoderTransformer, X, y).__getstate__()
-    state["_training"] = {**state["_training"], "format": 99}
+    state = {**_fitted(AutoencoderTransformer, X, y).__getstate__(), "_skae_layout": 99}
     restored = AutoencoderTransformer.__new__(AutoencoderTransformer)
-    with pytest.raises(ValueError, match="training-state format 99.*refit"):
+    with pytest.raises(ValueError, match="layout 99 .*reads layout 2 .*refit"):
         restored.__setstate__(state)
 
 
