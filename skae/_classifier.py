@@ -213,6 +213,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "learning_rate_init": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "pretrain": ["boolean"],
+        # The autoencoders' "auto" turns on for a nonlinear network, and the
+        # classifier's always is one: its default stays off, as MLPClassifier's.
+        "early_stopping": ["boolean"],
     }
 
     def __init__(

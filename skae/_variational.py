@@ -99,12 +99,17 @@ class VariationalAutoencoder(BaseAutoencoder):
         stall ends training.
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
-    early_stopping : bool, default=False
+    early_stopping : "auto" or bool, default=False
         Hold out ``validation_fraction`` of the rows and judge progress by
         their :meth:`score`; the network as it was before training counts as
         a candidate too, and the weights of the best are kept.
+        ``"auto"`` holds rows out unless the network is linear
+        (``activation="identity"``): such a network overfits no more than
+        PCA does, and trains on every row (a linear autoencoder then finds
+        the principal subspace of them all). The choice made is
+        ``early_stopping_``.
     validation_fraction : float, default=0.1
-        Fraction of the rows held out when ``early_stopping`` is True.
+        Fraction of the rows held out when ``early_stopping_`` is True.
     shuffle : bool, default=True
         Shuffle the rows every epoch.
     random_state : int, RandomState instance or None, default=None
@@ -180,9 +185,12 @@ class VariationalAutoencoder(BaseAutoencoder):
         Mean KL term (nats per sample) of every epoch.
     best_loss_ : float
         Lowest value in ``loss_curve_``.
+    early_stopping_ : bool
+        Whether the last ``fit`` held rows out (``early_stopping`` resolved);
+        False after ``partial_fit``, which never does.
     validation_scores_ : list of float or None
         Validation score (:meth:`score` on the held-out rows) of every epoch
-        when ``early_stopping`` is True, else None.
+        when ``early_stopping_`` is True, else None.
     best_validation_score_ : float or None
         Best of ``validation_scores_``; its weights are the ones kept.
     n_features_in_ : int
