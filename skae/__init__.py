@@ -1,7 +1,9 @@
 """skae: autoencoders as scikit-learn estimators, on PyTorch.
 
-The public names are imported on first use, so that ``import skae`` (and the
-``skae`` command's ``--help``) does not pay for importing torch.
+The public names and submodules are imported on first use, so that
+``import skae`` (and the ``skae`` command's ``--help``) does not pay for
+importing torch, and ``skae.model_selection`` works without its own import
+(as scipy's and scikit-learn's submodules do).
 """
 
 import importlib
@@ -21,6 +23,9 @@ _SOURCES = {
     "VariationalAutoencoder": "._variational",
 }
 
+# Public submodules, imported when first named as attributes of the package.
+_SUBMODULES = {"dask", "model_selection", "persistence", "utils"}
+
 __all__ = [*sorted(_SOURCES), "__version__"]
 
 
@@ -29,8 +34,11 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_SOURCES[name], __name__), name)
         globals()[name] = value  # later look-ups skip this function
         return value
+    if name in _SUBMODULES:
+        # Importing a submodule binds it in this namespace itself.
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'skae' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *_SUBMODULES})
