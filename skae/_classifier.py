@@ -369,6 +369,13 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         source.set_params(callbacks=[*(own.get("callbacks") or ()), *watchers],
                           verbose=own.get("verbose") and not self.verbose)
         source.fit(X)
+        if source._training.stop_reason == "interrupted":
+            # The engine ends the phase a Ctrl-C arrives in and keeps its
+            # weights; here that Ctrl-C is for the whole fit, which a
+            # classifier with an untrained head would not be.
+            raise KeyboardInterrupt(
+                f"{type(self).__name__}: pretraining was interrupted, so the fit stopped "
+                "before the classifier was trained; the estimator is as it was before fit.")
         return source.set_params(callbacks=own.get("callbacks"), verbose=own.get("verbose"))
 
     # ------------------------------------------------------------------ #
