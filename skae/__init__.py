@@ -7,6 +7,7 @@ importing torch, and ``skae.model_selection`` works without its own import
 """
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -34,11 +35,17 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_SOURCES[name], __name__), name)
         globals()[name] = value  # later look-ups skip this function
         return value
-    if name in _SUBMODULES:
+    if name in _SUBMODULES and _has_submodule(name):
         # Importing a submodule binds it in this namespace itself.
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'skae' has no attribute {name!r}")
 
 
+def _has_submodule(name):
+    # Finds the file without importing it (inspect.getmembers, as
+    # skae.utils.all_estimators calls it, reads every name __dir__ lists).
+    return importlib.util.find_spec(f"{__name__}.{name}") is not None
+
+
 def __dir__():
-    return sorted({*globals(), *__all__, *_SUBMODULES})
+    return sorted({*globals(), *__all__, *filter(_has_submodule, _SUBMODULES)})

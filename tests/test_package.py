@@ -56,3 +56,10 @@ def test_unknown_names_raise_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
         skae.nosuch  # noqa: B018
     assert not hasattr(skae, "_engine_not_there")
+
+
+def test_every_name_dir_lists_resolves():
+    # inspect.getmembers (skae.utils.all_estimators) reads each of them.
+    names = _run("import json, skae; "
+                 "print(json.dumps([n for n in dir(skae) if not hasattr(skae, n)]))")
+    assert names == []
