@@ -68,6 +68,8 @@ from ._engine import (
     TrainingDivergedError,
     Validation,
     fit_loop,
+    launched_by_a_launcher,
+    launcher_process_group,
     make_optimizer,
     n_held_out,
     predict_in_chunks,
@@ -473,19 +475,38 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _check_distributed(self):
         dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()):
-            raise ValueError(
-                "distributed=True trains one model on all the processes of a "
-                "torch.distributed process group, and none is initialised in this process. "
-                "Launch the script on every process (e.g. with torchrun) and call "
-                "torch.distributed.init_process_group('gloo') (CPUs) or ('nccl') (GPUs) "
-                "before fit; or set distributed=False.")
         if in_parallel_worker():
             raise ValueError(
                 "distributed=True cannot train inside a parallel search or a joblib/Dask "
                 "worker: every process of the torch.distributed group must make the same "
                 "fit calls together. Search with distributed=False (one model per worker), "
                 "then refit the best parameters with distributed=True.")
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError(
+                "distributed=True trains one model on all the processes of a "
+                "torch.distributed process group, and none is initialised in this process, "
+                "which no launcher started (its RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT "
+                "and LOCAL_RANK are not all set). Launch the script with torchrun, which "
+                "lets skae start the group for each fit, or call "
+                "torch.distributed.init_process_group('gloo') (CPUs) or ('nccl') (GPUs) "
+                "before fit; or set distributed=False.")
+
+    @contextlib.contextmanager
+    def _process_group(self):
+        """Under ``distributed=True`` in a process a launcher (torchrun) started
+        with no process group, one for the duration of the call: NCCL when
+        training goes to the GPUs, else gloo. A group the script made is left
+        alone."""
+        if not self.distributed or in_parallel_worker() or not launched_by_a_launcher():
+            yield
+            return
+        try:
+            on_gpu = torch.cuda.is_available() and (
+                self.device == "auto" or torch.device(self.device).type == "cuda")
+        except (RuntimeError, TypeError):  # not a device: fit says so, naming it
+            on_gpu = False
+        with launcher_process_group("nccl" if on_gpu else "gloo"):
+            yield
 
     # ------------------------------------------------------------------ #
     # Fitted attributes: views of the training state.
@@ -980,7 +1001,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         self : object
             The fitted estimator.
         """
-        with self._restored_on_error():
+        with self._process_group(), self._restored_on_error():
             self._check_params()
             continuing = self.warm_start and self.__sklearn_is_fitted__()
             X = self._validate_X(X, reset=not continuing)
@@ -1007,7 +1028,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         self : object
             The updated estimator.
         """
-        with self._restored_on_error():
+        with self._process_group(), self._restored_on_error():
             self._check_params()
             first_call = not self.__sklearn_is_fitted__()
             X = self._validate_X(X, reset=first_call)

@@ -144,14 +144,17 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         float32. Inference computes in float32 (float64 for float64 input).
     distributed : bool, default=False
         Train one model on all the processes of a :mod:`torch.distributed`
-        process group (launched e.g. by ``torchrun``, initialised by the
-        script) with :class:`~torch.nn.parallel.DistributedDataParallel`:
+        process group with :class:`~torch.nn.parallel.DistributedDataParallel`:
         every process passes the same rows and trains on its share of each
         epoch, ``batch_size`` rows per process and step; losses and early
         stopping are agreed by all, and each process ends with the same
-        fitted estimator. ``device="auto"`` is then this process's GPU
-        (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo. Not for use
-        inside a parallel search.
+        fitted estimator. The script may initialise the group; in processes
+        started by ``torchrun`` (or a launcher setting the same ``RANK``,
+        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``)
+        without one, each fit starts one (NCCL when it trains on the GPUs,
+        else gloo) and destroys it after. ``device="auto"`` is then this
+        process's GPU (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo.
+        Not for use inside a parallel search.
 
     Attributes
     ----------
