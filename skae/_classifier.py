@@ -166,6 +166,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         Mean cross-entropy of every epoch of phase 2.
     best_loss_ : float
         Lowest value in ``loss_curve_``.
+    early_stopping_ : bool
+        Whether phase 2 held labelled rows out (``early_stopping``).
     validation_scores_ : list of float or None
         Validation accuracy of every epoch when ``early_stopping``.
     best_validation_score_ : float or None

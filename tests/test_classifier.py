@@ -156,6 +156,16 @@ def test_early_stopping_on_labelled_rows(blobs):
     clf = _fast(early_stopping=True, max_iter=50).fit(X, y)
     assert len(clf.validation_scores_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.early_stopping_ is True
+
+
+def test_early_stopping_is_a_plain_bool_for_the_classifier(blobs):
+    # The autoencoders' "auto" means "unless the network is linear"; the
+    # classifier's network never is, and its default stays off.
+    X, y = blobs
+    assert _fast(max_iter=2).fit(X, y).early_stopping_ is False
+    with pytest.raises(ValueError, match="early_stopping"):
+        _fast(early_stopping="auto").fit(X, y)
 
 
 @pytest.mark.slow
