@@ -60,12 +60,17 @@ class AutoencoderTransformer(BaseAutoencoder):
         stall ends training.
     n_iter_no_change : int, default=10
         Training stops after this many consecutive epochs without progress.
-    early_stopping : bool, default=True
+    early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the rows and judge progress by
         their :meth:`score`; the network as it was before training counts as
         a candidate too, and the weights of the best are kept.
+        ``"auto"`` holds rows out unless the network is linear
+        (``activation="identity"``): such a network overfits no more than
+        PCA does, and trains on every row (a linear autoencoder then finds
+        the principal subspace of them all). The choice made is
+        ``early_stopping_``.
     validation_fraction : float, default=0.1
-        Fraction of the rows held out when ``early_stopping`` is True.
+        Fraction of the rows held out when ``early_stopping_`` is True.
     shuffle : bool, default=True
         Shuffle the rows every epoch.
     random_state : int, RandomState instance or None, default=None
@@ -108,14 +113,17 @@ class AutoencoderTransformer(BaseAutoencoder):
         float32. Inference computes in float32 (float64 for float64 input).
     distributed : bool, default=False
         Train one model on all the processes of a :mod:`torch.distributed`
-        process group (launched e.g. by ``torchrun``, initialised by the
-        script) with :class:`~torch.nn.parallel.DistributedDataParallel`:
+        process group with :class:`~torch.nn.parallel.DistributedDataParallel`:
         every process passes the same rows and trains on its share of each
         epoch, ``batch_size`` rows per process and step; losses and early
         stopping are agreed by all, and each process ends with the same
-        fitted estimator. ``device="auto"`` is then this process's GPU
-        (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo. Not for use
-        inside a parallel search.
+        fitted estimator. The script may initialise the group; in processes
+        started by ``torchrun`` (or a launcher setting the same ``RANK``,
+        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``)
+        without one, each fit starts one (NCCL when it trains on the GPUs,
+        else gloo) and destroys it after. ``device="auto"`` is then this
+        process's GPU (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo.
+        Not for use inside a parallel search.
 
     Attributes
     ----------
@@ -136,9 +144,12 @@ class AutoencoderTransformer(BaseAutoencoder):
         Mean training loss of every epoch.
     best_loss_ : float
         Lowest value in ``loss_curve_``.
+    early_stopping_ : bool
+        Whether the last ``fit`` held rows out (``early_stopping`` resolved);
+        False after ``partial_fit``, which never does.
     validation_scores_ : list of float or None
         Validation score (:meth:`score` on the held-out rows) of every epoch
-        when ``early_stopping`` is True, else None.
+        when ``early_stopping_`` is True, else None.
     best_validation_score_ : float or None
         Best of ``validation_scores_``; its weights are the ones kept.
     n_features_in_ : int
@@ -193,7 +204,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         max_iter=200,
         tol=3e-3,
         n_iter_no_change=10,
-        early_stopping=True,
+        early_stopping="auto",
         validation_fraction=0.1,
         shuffle=True,
         random_state=None,

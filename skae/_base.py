@@ -68,6 +68,8 @@ from ._engine import (
     TrainingDivergedError,
     Validation,
     fit_loop,
+    launched_by_a_launcher,
+    launcher_process_group,
     make_optimizer,
     n_held_out,
     predict_in_chunks,
@@ -432,7 +434,7 @@ _TRAINING_CONSTRAINTS = {
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    "early_stopping": ["boolean"],
+    "early_stopping": [StrOptions({"auto"}), "boolean"],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "shuffle": ["boolean"],
     "random_state": ["random_state"],
@@ -521,6 +523,23 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         """
         return False
 
+    def _is_linear(self):
+        """Whether the network is linear (its best fit to the rows is PCA's)."""
+        return False
+
+    def _resolve_early_stopping(self):
+        """``early_stopping_``: ``"auto"`` holds rows out unless the network is linear.
+
+        A linear autoencoder's best fit to the training rows is their PCA,
+        which cannot overfit where PCA does not: holding out rows would only
+        fit it to fewer of them. A nonlinear network on a small table
+        overfits without them (held-out error 1.20 times PCA's on the wine
+        data, against 0.94 with them).
+        """
+        if self.early_stopping == "auto":
+            return not self._is_linear()
+        return bool(self.early_stopping)
+
     def _check_params(self):
         """Checks beyond ``_parameter_constraints``; raise before any training."""
         for callback in self.callbacks or ():
@@ -531,19 +550,38 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _check_distributed(self):
         dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()):
-            raise ValueError(
-                "distributed=True trains one model on all the processes of a "
-                "torch.distributed process group, and none is initialised in this process. "
-                "Launch the script on every process (e.g. with torchrun) and call "
-                "torch.distributed.init_process_group('gloo') (CPUs) or ('nccl') (GPUs) "
-                "before fit; or set distributed=False.")
         if in_parallel_worker():
             raise ValueError(
                 "distributed=True cannot train inside a parallel search or a joblib/Dask "
                 "worker: every process of the torch.distributed group must make the same "
                 "fit calls together. Search with distributed=False (one model per worker), "
                 "then refit the best parameters with distributed=True.")
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError(
+                "distributed=True trains one model on all the processes of a "
+                "torch.distributed process group, and none is initialised in this process, "
+                "which no launcher started (its RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT "
+                "and LOCAL_RANK are not all set). Launch the script with torchrun, which "
+                "lets skae start the group for each fit, or call "
+                "torch.distributed.init_process_group('gloo') (CPUs) or ('nccl') (GPUs) "
+                "before fit; or set distributed=False.")
+
+    @contextlib.contextmanager
+    def _process_group(self):
+        """Under ``distributed=True`` in a process a launcher (torchrun) started
+        with no process group, one for the duration of the call: NCCL when
+        training goes to the GPUs, else gloo. A group the script made is left
+        alone."""
+        if not self.distributed or in_parallel_worker() or not launched_by_a_launcher():
+            yield
+            return
+        try:
+            on_gpu = torch.cuda.is_available() and (
+                self.device == "auto" or torch.device(self.device).type == "cuda")
+        except (RuntimeError, TypeError):  # not a device: fit says so, naming it
+            on_gpu = False
+        with launcher_process_group("nccl" if on_gpu else "gloo"):
+            yield
 
     # ------------------------------------------------------------------ #
     # Fitted attributes: views of the training state.
@@ -685,9 +723,10 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _check_enough_rows(self, n_rows, what="samples"):
         """With early stopping, the held-out rows must leave some to train on."""
-        if self.early_stopping and n_rows - n_held_out(n_rows, self.validation_fraction) < 1:
+        if self._resolve_early_stopping() and \
+                n_rows - n_held_out(n_rows, self.validation_fraction) < 1:
             raise ValueError(
-                f"early_stopping=True holds out validation_fraction="
+                f"early_stopping={self.early_stopping!r} holds out validation_fraction="
                 f"{self.validation_fraction} of {n_rows} {what}, leaving none to train on; "
                 f"pass more {what} or set early_stopping=False.")
 
@@ -740,7 +779,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         replicas = Replicas(device) if self.distributed else None
         continuing = state is None and self.__sklearn_is_fitted__() and (
             incremental or warm_start)
-        validating = self.early_stopping and not incremental
+        validating = self._resolve_early_stopping() and not incremental
         if validating:
             self._check_enough_rows(X.shape[0])
         if replicas is not None and not replicas.agree(X.shape[0]):
@@ -803,6 +842,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             if state.row_width is None:
                 state.row_width = widest_row(state.module, self.n_features_in_)
         self._training = state  # the commit
+        self.early_stopping_ = validating
         if history.stop_reason == "interrupted":
             warnings.warn(f"{type(self).__name__}: training was {history.message}; the model "
                           "is fitted with the weights reached so far.", UserWarning)
@@ -921,6 +961,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     def _check_params(self):
         super()._check_params()
         self._hidden_layer_sizes()
+
+    def _is_linear(self):
+        return self.activation == "identity"
 
     def _can_learn_identity(self):
         """Whether nothing in training (noise, a KL term) keeps an overcomplete
@@ -1057,7 +1100,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         self : object
             The fitted estimator.
         """
-        with self._restored_on_error():
+        with self._process_group(), self._restored_on_error():
             self._check_params()
             continuing = self.warm_start and self.__sklearn_is_fitted__()
             row_shape = self._row_shape(X)
@@ -1088,7 +1131,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         self : object
             The updated estimator.
         """
-        with self._restored_on_error():
+        with self._process_group(), self._restored_on_error():
             self._check_params()
             first_call = not self.__sklearn_is_fitted__()
             row_shape = self._row_shape(X)

@@ -127,14 +127,17 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         float32. Inference computes in float32 (float64 for float64 input).
     distributed : bool, default=False
         Train one model on all the processes of a :mod:`torch.distributed`
-        process group (launched e.g. by ``torchrun``, initialised by the
-        script) with :class:`~torch.nn.parallel.DistributedDataParallel`:
+        process group with :class:`~torch.nn.parallel.DistributedDataParallel`:
         every process passes the same rows and trains on its share of each
         epoch, ``batch_size`` rows per process and step; losses and early
         stopping are agreed by all, and each process ends with the same
-        fitted estimator. ``device="auto"`` is then this process's GPU
-        (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo. Not for use
-        inside a parallel search.
+        fitted estimator. The script may initialise the group; in processes
+        started by ``torchrun`` (or a launcher setting the same ``RANK``,
+        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``)
+        without one, each fit starts one (NCCL when it trains on the GPUs,
+        else gloo) and destroys it after. ``device="auto"`` is then this
+        process's GPU (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo.
+        Not for use inside a parallel search.
 
     Attributes
     ----------
@@ -164,6 +167,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         Mean cross-entropy of every epoch of phase 2.
     best_loss_ : float
         Lowest value in ``loss_curve_``.
+    early_stopping_ : bool
+        Whether phase 2 held labelled rows out (``early_stopping``).
     validation_scores_ : list of float or None
         Validation accuracy of every epoch when ``early_stopping``.
     best_validation_score_ : float or None
@@ -214,6 +219,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "learning_rate_init": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "pretrain": ["boolean"],
+        # The autoencoders' "auto" turns on for a nonlinear network, and the
+        # classifier's always is one: its default stays off, as MLPClassifier's.
+        "early_stopping": ["boolean"],
     }
 
     def __init__(
@@ -317,7 +325,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         self : object
             The fitted classifier.
         """
-        with self._restored_on_error():
+        with self._process_group(), self._restored_on_error():
             self._check_params()
             device = self._resolve_device()
             X, y = validate_numeric(self, X, y, reset=True)
@@ -377,6 +385,13 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         source.set_params(callbacks=[*(own.get("callbacks") or ()), *watchers],
                           verbose=own.get("verbose") and not self.verbose)
         source.fit(X)
+        if source._training.stop_reason == "interrupted":
+            # The engine ends the phase a Ctrl-C arrives in and keeps its
+            # weights; here that Ctrl-C is for the whole fit, which a
+            # classifier with an untrained head would not be.
+            raise KeyboardInterrupt(
+                f"{type(self).__name__}: pretraining was interrupted, so the fit stopped "
+                "before the classifier was trained; the estimator is as it was before fit.")
         return source.set_params(callbacks=own.get("callbacks"), verbose=own.get("verbose"))
 
     # ------------------------------------------------------------------ #

@@ -19,6 +19,7 @@ DistributedDataParallel.
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -671,6 +672,65 @@ class Replicas:
         device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
         return DistributedDataParallel(LossModule(module, loss_fn), device_ids=device_ids,
                                        broadcast_buffers=False, process_group=self.group)
+
+
+#: What a launcher (torchrun, torch.distributed.run, or any that follows its
+#: convention) sets in each process it starts: ``init_process_group``'s
+#: ``env://`` reads the first four.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
+
+
+def launched_by_a_launcher():
+    """Whether this process was started by torchrun or a launcher like it."""
+    return all(name in os.environ for name in LAUNCHER_VARIABLES)
+
+
+class _LauncherStore:
+    """The launcher's key-value store, joined once per process.
+
+    Every group skae starts keeps its keys under a prefix of its own: torch
+    names a new default group as the one destroyed before it, and on the same
+    keys its rendezvous would read the old group's addresses and hang.
+    """
+
+    store = rank = world_size = None
+    n_groups = 0
+
+    @classmethod
+    def next_group(cls):
+        import torch.distributed as dist
+
+        if cls.store is None:
+            cls.store, cls.rank, cls.world_size = next(dist.rendezvous("env://"))
+        cls.n_groups += 1
+        return dist.PrefixStore(f"skae_group_{cls.n_groups}", cls.store)
+
+
+@contextlib.contextmanager
+def launcher_process_group(backend):
+    """The default process group for a block, started from the launcher's environment.
+
+    When this process was started by a launcher and no default group
+    exists, one is initialised with ``backend`` and destroyed when the block
+    ends; otherwise nothing is done (a group the script made is its own).
+    Every process must enter such blocks in the same order (as they make the
+    same fit calls). Yields whether it made a group.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and launched_by_a_launcher()) or dist.is_initialized():
+        yield False
+        return
+    if backend == "nccl":
+        # NCCL binds each process to its GPU.
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    store = _LauncherStore.next_group()
+    dist.init_process_group(backend, store=store, rank=_LauncherStore.rank,
+                            world_size=_LauncherStore.world_size)
+    try:
+        yield True
+    finally:
+        dist.destroy_process_group()
 
 
 class LossModule(torch.nn.Module):

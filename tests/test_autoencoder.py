@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.linalg import subspace_angles
 from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.manifold import TSNE
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 import skae._base
@@ -457,6 +459,35 @@ def test_linear_autoencoder_recovers_pca_subspace(seed, n_features, n_components
     assert largest_angle < 3.0
     pca_error = np.mean((pca.inverse_transform(pca.transform(X)) - X) ** 2)
     assert -ae.score(X) <= 1.01 * pca_error
+
+
+def test_linear_autoencoder_at_defaults_finds_pca_of_every_row():
+    # Issue 16: with early stopping on by default it trained on 90% of the
+    # rows and ended 0.08-0.09 (sine) away from the PCA of them all.
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ae = AutoencoderTransformer(3, hidden_layer_sizes=(), activation="identity",
+                                    random_state=0).fit(X)
+    assert ae.early_stopping == "auto" and ae.early_stopping_ is False
+    assert ae.validation_scores_ is None
+    decoder_columns = ae.decoder_[0].weight.detach().numpy()
+    pca = PCA(3).fit(X)
+    assert np.sin(subspace_angles(decoder_columns, pca.components_.T)).max() < 0.01
+
+
+@pytest.mark.parametrize("early_stopping, activation, expected", [
+    ("auto", "relu", True), ("auto", "tanh", True), ("auto", "identity", False),
+    (True, "identity", True), (False, "relu", False)])
+def test_early_stopping_auto_is_resolved_never_written_back(blobs, early_stopping, activation,
+                                                            expected):
+    ae = AutoencoderTransformer(3, activation=activation, early_stopping=early_stopping,
+                                **FAST).fit(blobs)
+    assert ae.early_stopping == early_stopping
+    assert ae.early_stopping_ is expected
+    assert (ae.validation_scores_ is not None) is expected
+    ae.partial_fit(blobs)
+    assert ae.early_stopping_ is False and ae.early_stopping == early_stopping
 
 
 # --------------------------------------------------------------------------- #

@@ -1,4 +1,7 @@
+import os
 import pickle
+import signal
+import sys
 
 import numpy as np
 import pytest
@@ -153,6 +156,16 @@ def test_early_stopping_on_labelled_rows(blobs):
     clf = _fast(early_stopping=True, max_iter=50).fit(X, y)
     assert len(clf.validation_scores_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.early_stopping_ is True
+
+
+def test_early_stopping_is_a_plain_bool_for_the_classifier(blobs):
+    # The autoencoders' "auto" means "unless the network is linear"; the
+    # classifier's network never is, and its default stays off.
+    X, y = blobs
+    assert _fast(max_iter=2).fit(X, y).early_stopping_ is False
+    with pytest.raises(ValueError, match="early_stopping"):
+        _fast(early_stopping="auto").fit(X, y)
 
 
 @pytest.mark.slow
@@ -216,3 +229,46 @@ def test_rejected_fit_leaves_a_fitted_classifier_as_it_was(digits):
     assert vars(clf).keys() == before.keys()
     assert clf.n_features_in_ == 64
     assert_array_equal(clf.predict_proba(X[:50]), proba)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.filterwarnings("ignore:.*training was interrupted:UserWarning")
+def test_one_ctrl_c_in_pretraining_stops_the_whole_fit(blobs):
+    # Issue 16: one Ctrl-C ended pretraining only, and the head then trained
+    # to max_iter.
+    X, y = blobs
+    phases = []
+
+    def ctrl_c_in_second_pretraining_epoch(record):
+        phases.append(record.phase)
+        if record.phase == "pretraining" and record.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    clf = _fast(freeze_encoder=False).fit(X, y)
+    before = dict(vars(clf))
+    proba = clf.predict_proba(X)
+    clf.set_params(callbacks=[ctrl_c_in_second_pretraining_epoch])
+    with pytest.raises(KeyboardInterrupt, match="pretraining was interrupted"):
+        clf.fit(X, y)
+    assert phases == ["pretraining", "pretraining"]  # the head never trained
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    clf.set_params(callbacks=None)
+    assert vars(clf).keys() == before.keys()
+    assert_array_equal(clf.predict_proba(X), proba)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_one_ctrl_c_in_the_head_ends_the_fit_with_the_weights_so_far(blobs):
+    X, y = blobs
+    phases = []
+
+    def ctrl_c_in_third_head_epoch(record):
+        phases.append(record.phase)
+        if record.phase == "classifier head" and record.epoch == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    clf = _fast(freeze_encoder=False, callbacks=[ctrl_c_in_third_head_epoch])
+    with pytest.warns(UserWarning, match="interrupted"):
+        clf.fit(X, y)
+    assert phases.count("classifier head") == 3 and clf.n_iter_ == 3
+    assert np.isfinite(clf.predict_proba(X)).all()
