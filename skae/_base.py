@@ -266,6 +266,7 @@ class TrainingState:
         self.best_validation_score = None
         self.batch_size = None
         self.stop_reason = None
+        self.early_stopping = None
         self.row_width = None
         self._double = None
         self._lock = threading.Lock()
@@ -322,6 +323,7 @@ class TrainingState:
             self.validation_scores = self.best_validation_score = None
         self.batch_size = batch_size
         self.stop_reason = history.stop_reason
+        self.early_stopping = validating
 
     def to_portable(self):
         """The state as NumPy arrays and plain Python values only.
@@ -354,6 +356,7 @@ class TrainingState:
                                       else float(self.best_validation_score)),
             "batch_size": self.batch_size,
             "stop_reason": self.stop_reason,
+            "early_stopping": self.early_stopping,
             "device": str(self.device),
         }
 
@@ -385,7 +388,7 @@ class TrainingState:
                     _plain(portable["network_params"]))
         state.settings = _plain(portable["settings"])
         for name in ("n_iter", "loss_curve", "parts_curves", "validation_scores", "best_loss",
-                     "best_validation_score", "batch_size", "stop_reason"):
+                     "best_validation_score", "batch_size", "stop_reason", "early_stopping"):
             setattr(state, name, portable[name])
         return state
 
@@ -630,6 +633,11 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         """Best of ``validation_scores_``, or None."""
         return self._training.best_validation_score
 
+    @property
+    def early_stopping_(self):
+        """Whether the last training call held rows out (``early_stopping`` resolved)."""
+        return self._training.early_stopping
+
     # ------------------------------------------------------------------ #
     # Training.
 
@@ -842,7 +850,6 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             if state.row_width is None:
                 state.row_width = widest_row(state.module, self.n_features_in_)
         self._training = state  # the commit
-        self.early_stopping_ = validating
         if history.stop_reason == "interrupted":
             warnings.warn(f"{type(self).__name__}: training was {history.message}; the model "
                           "is fitted with the weights reached so far.", UserWarning)
