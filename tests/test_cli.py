@@ -20,6 +20,7 @@ import pytest
 from numpy.testing import assert_allclose
 from sklearn.datasets import load_wine
 
+from skae import persistence
 from skae._cli import main
 
 skops_io = pytest.importorskip("skops.io")
@@ -123,10 +124,9 @@ def test_python_dash_m_skae_help_shows_every_command_and_examples(tmp_path):
 # ---------------------------------------------------------------------- #
 # Saved models (skops) and the commands that use them.
 
-def test_saved_model_loads_with_only_skae_and_sklearn_types(saved):
-    untrusted = skops_io.get_untrusted_types(file=saved / "model.skops")
-    assert all(name.startswith(("skae.", "sklearn.")) for name in untrusted), untrusted
-    model = skops_io.load(saved / "model.skops", trusted=untrusted)
+def test_saved_model_names_only_the_types_skae_trusts(saved):
+    assert persistence.untrusted_types(saved / "model.skops") == []
+    model = persistence.load(saved / "model.skops")
     assert [name for name, _ in model.steps] == ["standardscaler", "autoencodertransformer"]
 
 
@@ -202,7 +202,7 @@ def test_scale_is_part_of_the_saved_model(capsys, table, tmp_path, scale, first_
                          "--scale", scale, "--save", tmp_path / "m.skops", "--quiet", *FAST)
     assert status == 0, err
     path = tmp_path / "m.skops"
-    model = skops_io.load(path, trusted=skops_io.get_untrusted_types(file=path))
+    model = persistence.load(path)
     if first_step is None:
         assert type(model).__name__ == "AutoencoderTransformer"
     else:
@@ -245,8 +245,7 @@ def test_keep_carries_several_columns_and_fits_on_the_rest(capsys, tmp_path):
     assert status == 0, err
     codes = pd.read_csv(tmp_path / "codes.csv")
     assert list(codes.columns[:2]) == ["id", "batch"] and codes.shape == (178, 6)
-    path = tmp_path / "m.skops"
-    model = skops_io.load(path, trusted=skops_io.get_untrusted_types(file=path))
+    model = persistence.load(tmp_path / "m.skops")
     # The boolean column is numeric, so it is a feature; the kept ones are not.
     assert list(model.feature_names_in_) == [*wine_frame().columns[1:], "flag"]
 
