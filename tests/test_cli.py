@@ -568,20 +568,30 @@ def interrupt_reduce(slow_table, folder, signum, delay):
     return status, "".join(lines) + rest
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
+SIGNAL_RUNS = [("SIGINT", 130, 0.0), ("SIGTERM", 143, 0.3), ("SIGHUP", 129, 1.2)]
+# The same at other moments of training (each run costs about 10 s of imports
+# and reading): with -m slow.
+SIGNAL_RUNS += [pytest.param(*run, marks=pytest.mark.slow) for run in [
+    ("SIGINT", 130, 0.3), ("SIGINT", 130, 1.2), ("SIGINT", 130, 2.5),
+    ("SIGTERM", 143, 0.0), ("SIGTERM", 143, 1.2), ("SIGTERM", 143, 2.5),
+    ("SIGHUP", 129, 0.0)]]
+
+
+@pytest.mark.parametrize("name, status, delay", SIGNAL_RUNS)
 def test_a_signal_during_training_aborts_and_leaves_earlier_files(slow_table, tmp_path,
-                                                                  signum, status):
+                                                                  name, status, delay):
+    signum = getattr(signal, name, None)
+    if signum is None:
+        pytest.skip(f"no {name} on this platform")
     (tmp_path / "codes.csv").write_bytes(b"earlier codes\n")
     (tmp_path / "m.skops").write_bytes(b"earlier model")
-    for delay in [0.0, 0.3, 1.2]:
-        got, err = interrupt_reduce(slow_table, tmp_path, signum, delay)
-        assert got == status, err
-        assert err.strip().splitlines()[-1].startswith("skae: interrupted"), err
-        assert "Traceback" not in err
-        assert (tmp_path / "codes.csv").read_bytes() == b"earlier codes\n"
-        assert (tmp_path / "m.skops").read_bytes() == b"earlier model"
-        assert sorted(path.name for path in tmp_path.iterdir()) == ["codes.csv", "m.skops"]
+    got, err = interrupt_reduce(slow_table, tmp_path, signum, delay)
+    assert got == status, err
+    assert err.strip().splitlines()[-1].startswith(f"skae: interrupted ({name})"), err
+    assert "Traceback" not in err
+    assert (tmp_path / "codes.csv").read_bytes() == b"earlier codes\n"
+    assert (tmp_path / "m.skops").read_bytes() == b"earlier model"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["codes.csv", "m.skops"]
 
 
 def test_a_signal_while_writing_removes_the_temporary_files(capsys, table, tmp_path,
