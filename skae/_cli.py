@@ -761,20 +761,26 @@ def main(argv=None):
     with _Signals().installed() as signals:
         parser = build_parser()
         args = parser.parse_args(argv)
+        status, message = 0, ""
         try:
             _check_paths(args)
             args.function(args)
         except UsageError as error:
-            parser.exit(EXIT_USAGE, f"skae: error: {error}\n")
+            status, message = EXIT_USAGE, f"skae: error: {error}\n"
         except KeyboardInterrupt:
             number = signals.received or signal.SIGINT
-            parser.exit(128 + number, f"skae: interrupted ({signal.Signals(number).name}); "
-                                      "no output was written, earlier files are as they were.\n")
+            status = 128 + number
+            message = (f"skae: interrupted ({signal.Signals(number).name}); no output was "
+                       "written, earlier files are as they were.\n")
         except MemoryError as error:
             detail = str(error).strip().splitlines()
-            parser.exit(EXIT_USAGE, "skae: error: out of memory"
-                                    + (f": {detail[0]}\n" if detail else ".\n"))
-        if signals.received is not None:
-            print(f"skae: {signal.Signals(signals.received).name} came after the outputs were "
-                  "complete; they were all written.", file=sys.stderr)
+            status = EXIT_USAGE
+            message = "skae: error: out of memory" + (f": {detail[0]}\n" if detail else ".\n")
+        with signals.held():  # the outcome is settled: a signal now changes nothing
+            if status == 0 and signals.received is not None:
+                message = (f"skae: {signal.Signals(signals.received).name} came after the "
+                           "outputs were complete; they were all written.\n")
+            if status != 0:
+                parser.exit(status, message)
+            sys.stderr.write(message)
     return 0

@@ -105,7 +105,7 @@ def load(file):
     >>> from skae import AutoencoderTransformer
     >>> from skae import persistence
     >>> X = np.random.RandomState(0).normal(size=(60, 5))
-    >>> model = AutoencoderTransformer(n_components=2, max_iter=5, random_state=0).fit(X)
+    >>> model = AutoencoderTransformer(n_components=2, random_state=0).fit(X)
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.skops"
     >>> skops.io.dump(model, path)
     >>> loaded = persistence.load(path)
