@@ -2,23 +2,30 @@
 
 Every error a user can act on (a missing file, a column that is not numeric,
 NaN, a model that does not fit the table) is one line on stderr, ``skae:
-error: ...``, and exit status 2; outputs are written to a temporary file in
-the destination's folder and renamed into place, so a failed run never leaves
-a half-written file. Standard output stays empty: progress, warnings and the
-closing summary go to stderr.
+error: ...``, and exit status 2. Paths are checked first, before anything
+heavy (torch, scikit-learn, pandas, skops) is imported or trained. Outputs are
+written to hidden temporary files in their destination's folder and renamed
+into place together once all are complete, so a failure or an interrupt
+(Ctrl-C, SIGTERM, SIGHUP: exit status 128 + the signal's number) leaves every
+earlier file as it was. Standard output stays empty: progress, warnings and
+the closing summary go to stderr.
 """
 
 import argparse
 import contextlib
 import os
+import secrets
+import signal
 import sys
-import tempfile
+import threading
 import warnings
 from pathlib import Path
 
 EXIT_USAGE = 2
 INSTALL_HINT = 'pip install "skae[cli]"'
 
+#: ``skae reduce --model`` choices and the skae estimator each one fits (the
+#: one mapping: the parser's help and the model built read it).
 MODELS = {
     "ae": "AutoencoderTransformer",
     "dae": "DenoisingAutoencoder",
@@ -45,8 +52,10 @@ EXAMPLES = {
 FORMATS_NOTE = """\
 Tables are read and written by extension: .csv, .tsv (or .tab), each optionally
 compressed (.gz, .bz2, .xz, .zip, .zst), and .parquet (needs pyarrow). Models
-are saved with skops, whose loading runs no code: pip install "skae[cli]".
-Errors are one line on stderr ("skae: error: ...") with exit status 2."""
+are saved with skops; --model loads only the types skae writes, running no code
+from the file: pip install "skae[cli]". Errors are one line on stderr
+("skae: error: ...") with exit status 2; Ctrl-C exits with 130 (SIGTERM 143),
+leaving every earlier file as it was."""
 
 
 def _epilog(*commands):
@@ -58,8 +67,82 @@ class UsageError(Exception):
     """A problem the user can fix; reported as one line, exit status 2."""
 
 
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _quoted(names, limit=10):
+    names = [repr(str(name)) for name in names]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 # ---------------------------------------------------------------------- #
-# Tables.
+# Signals.
+
+class _Signals:
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP as an abort that the command can hold off.
+
+    The first signal raises :class:`KeyboardInterrupt` wherever the command
+    is, unless it is inside :meth:`held`: the renames that commit the
+    outputs, and the removal of temporary files, which must not be cut in
+    two. Later signals are ignored, since the command is already on its way
+    out (that takes milliseconds), and cleaning up must not be cut short.
+
+    With a handler of its own in place of Python's default one, the training
+    engine no longer defers Ctrl-C to keep the weights trained so far (the
+    library's behaviour, for notebooks): in the command, Ctrl-C aborts.
+    """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self):
+        self.received = None
+        self._holding = 0
+
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            if not self._holding:
+                raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self):
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+
+    @contextlib.contextmanager
+    def installed(self):
+        global _signals
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                number = getattr(signal, name, None)  # no SIGHUP on Windows
+                if number is not None:
+                    previous[number] = signal.signal(number, self._handle)
+        _signals = self
+        try:
+            yield self
+        finally:
+            _signals = None
+            for number, handler in previous.items():
+                signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+_signals = None
+
+
+def _held():
+    """Hold off an abort while the block runs (when ``main`` handles signals)."""
+    return contextlib.nullcontext() if _signals is None else _signals.held()
+
+
+# ---------------------------------------------------------------------- #
+# Paths, checked before anything is imported, read or trained.
 
 def _table_format(path, role):
     name = Path(path).name.lower()
@@ -73,17 +156,88 @@ def _table_format(path, role):
     return kind
 
 
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def check_input(path, role="INPUT"):
+    """Refuse an input that does not exist."""
+    if not Path(path).is_file():
+        what = "is a folder" if Path(path).is_dir() else "no such file"
+        raise UsageError(f"{role} {path}: {what}.")
 
+
+def check_destination(path, role="OUTPUT"):
+    """Refuse an output whose folder does not exist, or that is a folder."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"{role} {path}: cannot write it, folder {path.parent} does not "
+                         "exist.")
+    if path.is_dir():
+        raise UsageError(f"{role} {path}: cannot write it, it is a folder.")
+    return path
+
+
+def check_table_destination(path):
+    _table_format(path, "OUTPUT")
+    return check_destination(path)
+
+
+def check_model_destination(path):
+    if Path(path).suffix != ".skops":
+        raise UsageError(f"--save {path}: name the model file with the .skops extension.")
+    return check_destination(path, "--save")
+
+
+def check_figure_destination(path):
+    if Path(path).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"--plot {path}: name the figure .png, .pdf or .svg.")
+    return check_destination(path, "--plot")
+
+
+def check_keep(keep, output_columns, what):
+    """Refuse ``--keep`` columns named twice, or named like a column the command writes."""
+    twice = sorted({name for name in keep if keep.count(name) > 1})
+    if twice:
+        raise UsageError(f"--keep {_quoted(twice)}: named more than once.")
+    clash = [name for name in keep if name in set(output_columns)]
+    if clash:
+        raise UsageError(f"--keep {_quoted(clash)}: the output has a column of that name "
+                         f"({what}); rename the column in the input first.")
+
+
+def _check_paths(args):
+    """Every path and name of ``args`` that can be checked without reading a file."""
+    command = args.command
+    if command != "sample":
+        _table_format(args.input, "INPUT")
+        check_input(args.input)
+    if command != "reduce":
+        check_input(args.model, "--model")
+    check_table_destination(args.output)
+    if command == "reduce":
+        if args.save:
+            check_model_destination(args.save)
+        if args.plot:
+            check_figure_destination(args.plot)
+        codes = [f"{MODELS[args.model].lower()}{i}" for i in range(args.n_components)]
+        check_keep(args.keep, codes, "the codes")
+    elif command == "score":
+        check_keep(args.keep, ["reconstruction_error", *(["row"] if args.top else [])],
+                   "the errors" if args.top is None else "the errors and row numbers")
+    elif command != "sample":
+        check_keep(args.keep, [], "")
+    destinations = [Path(path).resolve() for path in
+                    (args.output, getattr(args, "save", None), getattr(args, "plot", None))
+                    if path]
+    if len(set(destinations)) < len(destinations):
+        raise UsageError("the same file is named for two outputs.")
+
+
+# ---------------------------------------------------------------------- #
+# Tables.
 
 def read_table(path):
     import pandas as pd
 
     kind = _table_format(path, "INPUT")
-    if not Path(path).is_file():
-        raise UsageError(f"INPUT {path}: no such file.")
+    check_input(path)
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
@@ -97,22 +251,16 @@ def read_table(path):
         raise UsageError(f"cannot read {path} as {kind}: {_first_line(error)}") from None
 
 
-def check_destination(path):
-    """Refuse, before any work, an output whose folder does not exist."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist.")
-    return path
-
-
 class Outputs:
     """Files a command writes, all or none.
 
-    Each is written to a temporary file in its destination's folder (keeping
-    the destination's suffixes, from which pandas infers compression) and only
-    when every one has been written are they renamed into place, so a failure
-    or an interrupt leaves no half-written file and no stale mix of new and
-    old outputs.
+    Each is written to a hidden temporary file in its destination's folder
+    (``.NAME.RANDOM`` plus the destination's suffixes, from which pandas
+    infers compression); only when every one is complete are they renamed
+    into place, one after the other, with signals held off so that an
+    interrupt cannot leave new codes beside an old model. A failure or an
+    interrupt before that removes the temporary files and leaves every
+    earlier file as it was.
     """
 
     def __init__(self):
@@ -135,36 +283,29 @@ class Outputs:
         self.add(path, write)
 
     def commit(self):
-        # mkstemp creates files readable by their owner only; give the outputs
-        # the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        written = []
+        temporaries = []
+        path = None
         try:
             for path, write in self._pending:
-                handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                                     suffix="".join(path.suffixes[-2:]))
-                os.close(handle)
-                written.append((temporary, path))
-                write(temporary)
-                os.chmod(temporary, 0o666 & ~umask)
-            for temporary, path in written:
-                os.replace(temporary, path)
+                # Named before it exists, so that an interrupt at any point
+                # leaves no file the cleanup does not know of.
+                temporaries.append(path.with_name(
+                    f".{path.name}.{secrets.token_hex(6)}{''.join(path.suffixes[-2:])}"))
+                write(temporaries[-1])
+            with _held():
+                for temporary, (path, _) in zip(list(temporaries), self._pending):
+                    os.replace(temporary, path)
+                    temporaries.remove(temporary)
         except ImportError as error:
             raise UsageError(f"writing {path} needs pyarrow ({_first_line(error)}); "
                              f"{INSTALL_HINT}.") from None
         except OSError as error:
             raise UsageError(f"cannot write {path}: {_first_line(error)}") from None
         finally:
-            for temporary, _ in written:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-
-
-def _quoted(names, limit=10):
-    names = [repr(str(name)) for name in names]
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+            with _held():
+                for temporary in temporaries:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary)
 
 
 def split_columns(frame, keep, source):
@@ -211,12 +352,6 @@ def _skops():
     return skops.io
 
 
-def check_model_path(path):
-    _skops()
-    if Path(path).suffix != ".skops":
-        raise UsageError(f"--save {path}: name the model file with the .skops extension.")
-
-
 def dump_model(model, path, destination):
     """``skops.io.dump`` that reports what skops cannot represent as one line."""
     try:
@@ -226,34 +361,31 @@ def dump_model(model, path, destination):
                          f"{_first_line(error)}") from None
 
 
-def _is_trusted_type(name):
-    return name.split(".")[0] in ("skae", "sklearn")
-
-
 def load_model(path):
     """Load a model saved by ``skae reduce --save``, running no code from the file.
 
-    skops lists the types a file would build beyond its own safe ones; they are
-    trusted only when every one is a skae or scikit-learn class.
+    Only the exact types of :data:`skae.persistence.TRUSTED_TYPES` are
+    trusted beyond skops' defaults; a file that names any other type or
+    function is refused before anything in it is built.
     """
-    sio = _skops()
-    if not Path(path).is_file():
-        raise UsageError(f"--model {path}: no such file.")
+    from . import persistence
+
+    check_input(path, "--model")
+    _skops()
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as error:
+        foreign = persistence.untrusted_types(path)
+    except Exception as error:  # not a zip, no schema, a schema skops cannot parse
         raise UsageError(f"cannot read model {path}: not a skops file "
                          f"({_first_line(error)}).") from None
-    foreign = [name for name in untrusted if not _is_trusted_type(name)]
     if foreign:
         raise UsageError(
-            f"refusing to load {path}: it holds types that are neither skae's nor "
-            f"scikit-learn's ({', '.join(foreign)}); load it in Python with skops.io.load "
-            "only if you trust its source."
+            f"refusing to load {path}: it names types that skae does not write "
+            f"({', '.join(foreign)}); load it in Python with skops.io.load only if you "
+            "trust its source."
         )
     try:
-        model = sio.load(path, trusted=untrusted)
-    except Exception as error:
+        model = persistence.load(path)
+    except Exception as error:  # e.g. a training state this version of skae cannot read
         raise UsageError(f"cannot load model {path}: {_first_line(error)}") from None
     if _autoencoder_of(model) is None:
         raise UsageError(f"{path} holds a {type(model).__name__} object, not a model saved by "
@@ -267,7 +399,7 @@ def _autoencoder_of(model):
 
     from ._base import BaseAutoencoder
 
-    last = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    last = model.steps[-1][1] if isinstance(model, Pipeline) and model.steps else model
     return last if isinstance(last, BaseAutoencoder) else None
 
 
@@ -330,21 +462,14 @@ def _build_model(args):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-    from . import (
-        AutoencoderTransformer,
-        ConvolutionalAutoencoder,
-        DenoisingAutoencoder,
-        VariationalAutoencoder,
-    )
+    import skae
 
-    classes = {"ae": AutoencoderTransformer, "dae": DenoisingAutoencoder,
-               "vae": VariationalAutoencoder, "conv": ConvolutionalAutoencoder}
     params = dict(n_components=args.n_components, verbose=not args.quiet)
     for option, name in [("hidden", "hidden_layer_sizes"), ("max_iter", "max_iter"),
                          ("device", "device"), ("random_state", "random_state")]:
         if getattr(args, option) is not None:
             params[name] = getattr(args, option)
-    estimator = classes[args.model](**params)
+    estimator = getattr(skae, MODELS[args.model])(**params)
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": None}[args.scale]
     return estimator if scaler is None else make_pipeline(scaler(), estimator)
 
@@ -358,8 +483,16 @@ def _codes_frame(model, codes, kept):
 
 
 @contextlib.contextmanager
-def _training_output(quiet):
-    """Route the estimators' progress (stdout) and warnings to stderr, one line each."""
+def _estimator_call(quiet):
+    """Run the estimators: their progress (stdout) and warnings to stderr, one line each.
+
+    What they reject in the parameters or the data (a ``ValueError``, such as
+    scikit-learn's ``InvalidParameterError`` or skae's
+    ``TrainingDivergedError``, each naming what to change) becomes a one-line
+    error, and the accelerator's out-of-memory error a ``MemoryError``, which
+    ``main`` reports in one line too; any other exception is a bug and keeps
+    its traceback.
+    """
     def show(message, category, filename, lineno, file=None, line=None):
         if category.__name__ == "ConvergenceWarning" or not quiet:
             print(f"skae: warning: {message}", file=sys.stderr)
@@ -367,7 +500,15 @@ def _training_output(quiet):
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("default")
         warnings.showwarning = show
-        yield
+        try:
+            yield
+        except ValueError as error:
+            raise UsageError(_first_line(error)) from None
+        except RuntimeError as error:
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
+                raise MemoryError(_first_line(error)) from None
+            raise
 
 
 def _summary(args, message):
@@ -376,26 +517,21 @@ def _summary(args, message):
 
 
 def cmd_reduce(args):
-    frame = read_table(args.input)
-    outputs = Outputs()
-    _table_format(args.output, "OUTPUT")
-    check_destination(args.output)
     if args.save:
-        check_model_path(args.save)
-        check_destination(args.save)
-    plot = _figure_writer(args.plot) if args.plot else None
-    if args.plot:
-        check_destination(args.plot)
+        _skops()
+    draw = _figure_writer(args.plot) if args.plot else None
+    frame = read_table(args.input)
     features, kept = split_columns(frame, args.keep, args.input)
     model = _build_model(args)
-    with _training_output(args.quiet):
+    with _estimator_call(args.quiet):
         codes = model.fit_transform(features)
     autoencoder = _autoencoder_of(model)
+    outputs = Outputs()
     outputs.add_table(args.output, _codes_frame(model, codes, kept))
     if args.save:
         outputs.add(args.save, lambda temporary: dump_model(model, temporary, args.save))
-    if plot:
-        outputs.add(args.plot, plot(autoencoder, codes))
+    if draw:
+        outputs.add(args.plot, draw(autoencoder, codes))
     outputs.commit()
     _summary(args, f"{type(autoencoder).__name__}: {autoencoder.n_iter_} epochs, final loss "
                    f"{autoencoder.loss_curve_[-1]:.4g}; wrote {codes.shape[0]} rows x "
@@ -405,10 +541,8 @@ def cmd_reduce(args):
 
 
 def _figure_writer(path):
-    """Check ``--plot`` before fitting; return what draws the figure after it."""
+    """Check that ``--plot`` can be drawn, before fitting; return what draws it after."""
     suffix = Path(path).suffix.lower()
-    if suffix not in (".png", ".pdf", ".svg"):
-        raise UsageError(f"--plot {path}: name the figure .png, .pdf or .svg.")
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -436,10 +570,15 @@ def _figure_writer(path):
     return draw
 
 
-def _load_inputs(args):
-    _table_format(args.output, "OUTPUT")
-    check_destination(args.output)
+def _load_inputs(args, output_columns=None):
+    """The model, then the table's features and kept columns.
+
+    ``output_columns(model)`` names the columns the command writes beside
+    the kept ones, which ``--keep`` must not name.
+    """
     model = load_model(args.model)
+    if output_columns is not None:
+        check_keep(args.keep, output_columns(model), "the codes")
     frame = read_table(args.input)
     features, kept = model_features(model, frame, args.keep, args.input)
     return model, features, kept
@@ -453,8 +592,9 @@ def _write(args, frame, what):
 
 
 def cmd_transform(args):
-    model, features, kept = _load_inputs(args)
-    with _training_output(args.quiet):
+    model, features, kept = _load_inputs(
+        args, lambda model: [str(name) for name in model.get_feature_names_out()])
+    with _estimator_call(args.quiet):
         codes = model.transform(features)
     _write(args, _codes_frame(model, codes, kept), f"rows x {codes.shape[1]} codes")
 
@@ -463,7 +603,7 @@ def cmd_reconstruct(args):
     import pandas as pd
 
     model, features, kept = _load_inputs(args)
-    with _training_output(args.quiet):
+    with _estimator_call(args.quiet):
         rebuilt = model.inverse_transform(model.transform(features))
     rebuilt = pd.DataFrame(rebuilt, columns=features.columns, index=features.index)
     _write(args, pd.concat([kept, rebuilt], axis=1), "reconstructed rows")
@@ -474,7 +614,7 @@ def cmd_score(args):
 
     model, features, kept = _load_inputs(args)
     autoencoder = _autoencoder_of(model)
-    with _training_output(args.quiet):
+    with _estimator_call(args.quiet):
         seen = _preprocess(model, features)  # a DataFrame still, without a scaler
         rebuilt = autoencoder.inverse_transform(autoencoder.transform(seen))
         seen = np.asarray(seen, dtype=np.float64)
@@ -495,15 +635,13 @@ def cmd_sample(args):
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-    _table_format(args.output, "OUTPUT")
-    check_destination(args.output)
     model = load_model(args.model)
     autoencoder = _autoencoder_of(model)
     if not hasattr(autoencoder, "sample"):
         raise UsageError(f"{args.model} holds an {type(autoencoder).__name__}, which cannot "
                          "generate rows; sample needs a variational autoencoder "
                          "(skae reduce --model vae).")
-    with _training_output(args.quiet):
+    with _estimator_call(args.quiet):
         rows = autoencoder.sample(args.n_samples, random_state=args.random_state)
         if isinstance(model, Pipeline):  # back to the table's units
             rows = model[:-1].inverse_transform(rows)
@@ -560,9 +698,8 @@ def build_parser():
                  cmd_reduce)
     input_output(reduce)
     reduce.add_argument("--model", choices=list(MODELS), default="ae",
-                        help="ae: AutoencoderTransformer, dae: DenoisingAutoencoder, "
-                             "vae: VariationalAutoencoder, conv: ConvolutionalAutoencoder "
-                             "(default: ae)")
+                        help=", ".join(f"{key}: {name}" for key, name in MODELS.items())
+                             + " (default: ae)")
     reduce.add_argument("--n-components", type=_positive_int, default=2, metavar="K",
                         help="code size (default: 2)")
     reduce.add_argument("--hidden", type=_parse_hidden, metavar="SIZES",
@@ -614,15 +751,36 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.function(args)
-    except UsageError as error:
-        parser.exit(EXIT_USAGE, f"skae: error: {error}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, "skae: interrupted; no output was written.\n")
-    except (ValueError, TypeError) as error:
-        # The estimators' own messages say what to change (a parameter, the data).
-        parser.exit(EXIT_USAGE, f"skae: error: {_first_line(error)}\n")
+    """Run ``skae ARGV``; return 0, or exit with 2 (a usage error) or 128 + a signal's number.
+
+    Ctrl-C (SIGINT), SIGTERM and SIGHUP abort the command: exit status 130,
+    143 or 129, no output written, every earlier file as it was. A signal
+    that comes while the finished outputs are being renamed into place (an
+    uninterruptible instant) lets them all be written; the status is then 0.
+    """
+    with _Signals().installed() as signals:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status, message = 0, ""
+        try:
+            _check_paths(args)
+            args.function(args)
+        except UsageError as error:
+            status, message = EXIT_USAGE, f"skae: error: {error}\n"
+        except KeyboardInterrupt:
+            number = signals.received or signal.SIGINT
+            status = 128 + number
+            message = (f"skae: interrupted ({signal.Signals(number).name}); no output was "
+                       "written, earlier files are as they were.\n")
+        except MemoryError as error:
+            detail = str(error).strip().splitlines()
+            status = EXIT_USAGE
+            message = "skae: error: out of memory" + (f": {detail[0]}\n" if detail else ".\n")
+        with signals.held():  # the outcome is settled: a signal now changes nothing
+            if status == 0 and signals.received is not None:
+                message = (f"skae: {signal.Signals(signals.received).name} came after the "
+                           "outputs were complete; they were all written.\n")
+            if status != 0:
+                parser.exit(status, message)
+            sys.stderr.write(message)
     return 0

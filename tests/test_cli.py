@@ -10,8 +10,10 @@ checked just as well.
 import collections
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import pytest
 from numpy.testing import assert_allclose
 from sklearn.datasets import load_wine
 
+from skae import persistence
 from skae._cli import main
 
 skops_io = pytest.importorskip("skops.io")
@@ -123,10 +126,9 @@ def test_python_dash_m_skae_help_shows_every_command_and_examples(tmp_path):
 # ---------------------------------------------------------------------- #
 # Saved models (skops) and the commands that use them.
 
-def test_saved_model_loads_with_only_skae_and_sklearn_types(saved):
-    untrusted = skops_io.get_untrusted_types(file=saved / "model.skops")
-    assert all(name.startswith(("skae.", "sklearn.")) for name in untrusted), untrusted
-    model = skops_io.load(saved / "model.skops", trusted=untrusted)
+def test_saved_model_names_only_the_types_skae_trusts(saved):
+    assert persistence.untrusted_types(saved / "model.skops") == []
+    model = persistence.load(saved / "model.skops")
     assert [name for name, _ in model.steps] == ["standardscaler", "autoencodertransformer"]
 
 
@@ -202,7 +204,7 @@ def test_scale_is_part_of_the_saved_model(capsys, table, tmp_path, scale, first_
                          "--scale", scale, "--save", tmp_path / "m.skops", "--quiet", *FAST)
     assert status == 0, err
     path = tmp_path / "m.skops"
-    model = skops_io.load(path, trusted=skops_io.get_untrusted_types(file=path))
+    model = persistence.load(path)
     if first_step is None:
         assert type(model).__name__ == "AutoencoderTransformer"
     else:
@@ -245,8 +247,7 @@ def test_keep_carries_several_columns_and_fits_on_the_rest(capsys, tmp_path):
     assert status == 0, err
     codes = pd.read_csv(tmp_path / "codes.csv")
     assert list(codes.columns[:2]) == ["id", "batch"] and codes.shape == (178, 6)
-    path = tmp_path / "m.skops"
-    model = skops_io.load(path, trusted=skops_io.get_untrusted_types(file=path))
+    model = persistence.load(tmp_path / "m.skops")
     # The boolean column is numeric, so it is a feature; the kept ones are not.
     assert list(model.feature_names_in_) == [*wine_frame().columns[1:], "flag"]
 
@@ -399,3 +400,247 @@ def test_outputs_of_one_run_are_written_all_or_none(capsys, table, tmp_path, mon
                          "--save", tmp_path / "m.skops", "--quiet", *FAST)
     assert_one_line_error(status, err, "cannot save the model", "m.skops")
     assert leftovers(tmp_path, "codes") == [] and leftovers(tmp_path, "m.skops") == []
+
+
+# ---------------------------------------------------------------------- #
+# --keep names a column the command writes.
+
+@pytest.mark.parametrize("args, column", [
+    (["score", "--model", "{saved}/model.skops", "{saved}/wine.csv", "--keep",
+      "reconstruction_error"], "reconstruction_error"),
+    (["score", "--model", "{saved}/model.skops", "{saved}/wine.csv", "--keep", "row",
+      "--top", "3"], "row"),
+    (["reduce", "{saved}/wine.csv", "--keep", "id", "autoencodertransformer0", *FAST],
+     "autoencodertransformer0"),
+    (["reduce", "{saved}/wine.csv", "--model", "vae", "--keep", "variationalautoencoder1",
+      *FAST], "variationalautoencoder1"),
+    (["transform", "--model", "{saved}/model.skops", "{saved}/wine.csv", "--keep",
+      "autoencodertransformer2"], "autoencodertransformer2"),
+    (["reduce", "{saved}/wine.csv", "--keep", "id", "--keep", "id", *FAST], "id"),
+])
+def test_keep_naming_an_output_column_is_refused(capsys, saved, tmp_path, args, column):
+    # A table whose extra column has the output's name, so that the name is valid input.
+    table = pd.read_csv(saved / "wine.csv")
+    if column not in table.columns:
+        table[column] = "x"
+    table.to_csv(tmp_path / "wine.csv", index=False)
+    args = [arg.format(saved=saved).replace(f"{saved}/wine.csv", str(tmp_path / "wine.csv"))
+            for arg in args]
+    status, out, err = run(capsys, *args, "-o", tmp_path / "out.csv")
+    assert_one_line_error(status, err, f"--keep '{column}'")
+    assert out == "" and leftovers(tmp_path, "out") == []
+
+
+# ---------------------------------------------------------------------- #
+# Paths are checked before anything heavy is imported or trained.
+
+HEAVY = ["torch", "sklearn", "pandas", "skops", "numpy"]
+
+PROBE = f"""\
+import sys
+from skae._cli import main
+try:
+    status = main(sys.argv[1:])
+except SystemExit as exit_:
+    status = exit_.code
+print(status, *sorted(name for name in {HEAVY!r} if name in sys.modules))
+"""
+
+
+def probe(*args, cwd):
+    """``skae ARGS`` in a fresh interpreter: (its stdout: status and heavy modules, stderr)."""
+    root = str(Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    return result.stdout.split(), result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["transform", "--model", "nosuch.skops", "wine.csv", "-o", "out.csv"], "nosuch.skops"),
+    (["reconstruct", "--model", "model.skops", "nosuch.csv", "-o", "out.csv"], "nosuch.csv"),
+    (["score", "--model", "model.skops", "wine.csv", "-o", "nodir/out.csv"], "nodir"),
+    (["sample", "--model", "nosuch.skops", "-n", "3", "-o", "out.csv"], "nosuch.skops"),
+    (["reduce", "wine.csv", "-o", "out.csv", "--keep", "id", "--save", "nodir/m.skops"],
+     "nodir"),
+    (["reduce", "wine.csv", "-o", "out.csv", "--keep", "id", "--save", "m.pkl"], ".skops"),
+    (["reduce", "wine.csv", "-o", "out.json"], "out.json"),
+    (["reduce", "wine.csv", "-o", "out.csv", "--plot", "nodir/fit.png"], "nodir"),
+    (["score", "--model", "model.skops", "wine.csv", "-o", "out.csv", "--keep",
+      "reconstruction_error"], "reconstruction_error"),
+])
+def test_a_bad_path_fails_before_importing_torch(saved, args, fragment):
+    stdout, err = probe(*args, cwd=saved)
+    assert stdout == ["2"], (stdout, err)  # exit status 2, none of HEAVY imported
+    assert_one_line_error(2, err, fragment)
+
+
+def test_help_imports_nothing_heavy(tmp_path):
+    stdout, err = probe("reduce", "--help", cwd=tmp_path)
+    assert stdout[-1:] == ["0"], (stdout, err)
+
+
+# ---------------------------------------------------------------------- #
+# Errors: only parameter and data errors become one line.
+
+def test_a_memory_error_is_one_line(capsys, table, tmp_path, monkeypatch):
+    import skae
+
+    def fit(self, X, y=None):
+        raise MemoryError("hidden_layer_sizes=(1000000000000,) needs 7.3 TiB for the weights")
+
+    monkeypatch.setattr(skae.AutoencoderTransformer, "fit", fit)
+    status, out, err = run(capsys, "reduce", table, "-o", tmp_path / "out.csv", "--keep", "id",
+                           "--hidden", "1000000000000", *FAST)
+    assert_one_line_error(status, err, "out of memory", "hidden_layer_sizes")
+    assert leftovers(tmp_path, "out") == []
+
+
+def test_a_type_error_from_a_bug_keeps_its_traceback(capsys, table, tmp_path, monkeypatch):
+    import skae
+
+    def fit(self, X, y=None):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'NoneType'")
+
+    monkeypatch.setattr(skae.AutoencoderTransformer, "fit", fit)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main([str(arg) for arg in ["reduce", table, "-o", tmp_path / "out.csv", "--keep",
+                                   "id", *FAST]])
+    assert leftovers(tmp_path, "out") == []
+
+
+def test_an_invalid_parameter_is_one_line(capsys, table, tmp_path):
+    status, _, err = run(capsys, "reduce", table, "-o", tmp_path / "out.csv", "--keep", "id",
+                         "--device", "tpu", *FAST)
+    assert_one_line_error(status, err, "tpu")
+
+
+def test_model_choices_name_each_estimator():
+    import skae
+    from skae._cli import MODELS, build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["reduce"].format_help()
+    for key, name in MODELS.items():
+        assert isinstance(getattr(skae, name), type)
+        assert f"{key}: {name}" in " ".join(help_text.split())
+
+
+# ---------------------------------------------------------------------- #
+# Ctrl-C and SIGTERM: exit 128 + the signal, earlier files as they were.
+
+@pytest.fixture(scope="module")
+def slow_table(tmp_path_factory):
+    """A table whose fit takes about half a second an epoch, for many epochs."""
+    path = tmp_path_factory.mktemp("slow") / "noise.csv"
+    frame = pd.DataFrame(np.random.RandomState(0).normal(size=(20000, 20)),
+                         columns=[f"x{i}" for i in range(20)])
+    frame.insert(0, "id", range(len(frame)))
+    frame.to_csv(path, index=False)
+    return path
+
+
+def interrupt_reduce(slow_table, folder, signum, delay):
+    """Start ``skae reduce``, send ``signum`` ``delay`` s after epoch 1 ends; (status, stderr)."""
+    root = str(Path(__file__).parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skae", "reduce", str(slow_table), "-o", "codes.csv",
+         "--keep", "id", "--save", "m.skops", "--hidden", "256,256", "--max-iter", "10000",
+         "--random-state", "0"],
+        cwd=folder, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if line.split()[:1] == ["1"]:  # the row of epoch 1 in the progress table
+                break
+        else:
+            pytest.fail("training ended before its first epoch:\n" + "".join(lines))
+        time.sleep(delay)
+        process.send_signal(signum)
+        rest = process.stderr.read()
+        status = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return status, "".join(lines) + rest
+
+
+SIGNAL_RUNS = [("SIGINT", 130, 0.0), ("SIGTERM", 143, 0.3), ("SIGHUP", 129, 1.2)]
+# The same at other moments of training (each run costs about 10 s of imports
+# and reading): with -m slow.
+SIGNAL_RUNS += [pytest.param(*run, marks=pytest.mark.slow) for run in [
+    ("SIGINT", 130, 0.3), ("SIGINT", 130, 1.2), ("SIGINT", 130, 2.5),
+    ("SIGTERM", 143, 0.0), ("SIGTERM", 143, 1.2), ("SIGTERM", 143, 2.5),
+    ("SIGHUP", 129, 0.0)]]
+
+
+@pytest.mark.parametrize("name, status, delay", SIGNAL_RUNS)
+def test_a_signal_during_training_aborts_and_leaves_earlier_files(slow_table, tmp_path,
+                                                                  name, status, delay):
+    signum = getattr(signal, name, None)
+    if signum is None:
+        pytest.skip(f"no {name} on this platform")
+    (tmp_path / "codes.csv").write_bytes(b"earlier codes\n")
+    (tmp_path / "m.skops").write_bytes(b"earlier model")
+    got, err = interrupt_reduce(slow_table, tmp_path, signum, delay)
+    assert got == status, err
+    assert err.strip().splitlines()[-1].startswith(f"skae: interrupted ({name})"), err
+    assert "Traceback" not in err
+    assert (tmp_path / "codes.csv").read_bytes() == b"earlier codes\n"
+    assert (tmp_path / "m.skops").read_bytes() == b"earlier model"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["codes.csv", "m.skops"]
+
+
+def test_a_signal_while_writing_removes_the_temporary_files(capsys, table, tmp_path,
+                                                           monkeypatch):
+    (tmp_path / "codes.csv").write_bytes(b"earlier codes\n")
+    (tmp_path / "m.skops").write_bytes(b"earlier model")
+    original = skops_io.dump
+
+    def dump_then_terminated(model, file):
+        original(model, file)  # the model's temporary file is complete
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def unhandled(signum, frame):
+        raise AssertionError("SIGTERM reached the test's handler, not the command's")
+
+    monkeypatch.setattr(skops_io, "dump", dump_then_terminated)
+    previous = signal.signal(signal.SIGTERM, unhandled)  # never the runner's death
+    try:
+        status, _, err = run(capsys, "reduce", table, "-o", tmp_path / "codes.csv", "--keep",
+                             "id", "--save", tmp_path / "m.skops", "--quiet", *FAST)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # main put it back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 143 and "skae: interrupted (SIGTERM)" in err, err
+    assert (tmp_path / "codes.csv").read_bytes() == b"earlier codes\n"
+    assert (tmp_path / "m.skops").read_bytes() == b"earlier model"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["codes.csv", "m.skops",
+                                                                 "wine.csv"]
+
+
+def test_a_signal_while_renaming_lets_every_output_be_written(capsys, table, tmp_path,
+                                                             monkeypatch):
+    (tmp_path / "codes.csv").write_bytes(b"earlier codes\n")
+    (tmp_path / "m.skops").write_bytes(b"earlier model")
+    replace = os.replace
+    calls = []
+
+    def interrupted_replace(source, destination):
+        if not calls:
+            os.kill(os.getpid(), signal.SIGINT)
+        calls.append(destination)
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    status, _, err = run(capsys, "reduce", table, "-o", tmp_path / "codes.csv", "--keep", "id",
+                         "--save", tmp_path / "m.skops", "--quiet", *FAST)
+    assert status == 0, err
+    assert len(calls) == 2 and "SIGINT came after the outputs were complete" in err
+    assert pd.read_csv(tmp_path / "codes.csv").shape == (178, 3)
+    assert persistence.load(tmp_path / "m.skops").n_features_in_ == 13
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["codes.csv", "m.skops",
+                                                                 "wine.csv"]
