@@ -106,12 +106,6 @@ def to_pinned_tensor(X):
     return tensor
 
 
-def to_numpy(tensor, dtype=np.float32):
-    """Move a tensor to the CPU and return it as a NumPy array of ``dtype``."""
-    array = tensor.detach().to("cpu").numpy()
-    return array.astype(dtype, copy=False)
-
-
 def seed_from_random_state(random_state):
     """Draw a 63-bit integer seed from a ``random_state`` parameter.
 

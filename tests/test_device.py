@@ -5,14 +5,12 @@ import threading
 import numpy as np
 import pytest
 import torch
-from numpy.testing import assert_array_equal
 
 from skae._device import (
     derive_seed,
     map_location_for,
     resolve_device,
     seed_from_random_state,
-    to_numpy,
     to_tensor,
     torch_threads,
 )
@@ -57,12 +55,6 @@ def test_to_tensor_shares_float32_memory_and_copies_otherwise():
     assert to_tensor(read_only, "cpu").data_ptr() != read_only.ctypes.data
     strided = np.ones((4, 4), dtype=np.float32)[:, ::2]
     assert to_tensor(strided, "cpu").is_contiguous()
-
-
-def test_to_numpy_returns_the_requested_dtype():
-    array = to_numpy(torch.arange(3.0), np.float64)
-    assert array.dtype == np.float64
-    assert_array_equal(array, [0.0, 1.0, 2.0])
 
 
 def test_seeds_are_reproducible_and_streams_independent():
