@@ -464,8 +464,6 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
     #: Let the engine train a network and loss it recognises through its
     #: hand-written step (see :mod:`skae._fastpath`); False forces autograd.
     _fast_path = True
-    #: Replay that step from a CUDA graph (opt-in, for benchmarks/bench_gpu.py).
-    _cuda_graph = False
     #: ``tol`` is relative to the best criterion so far (reconstruction
     #: errors have the data's scale); False makes it absolute.
     _relative_tol = True
@@ -826,7 +824,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 noise_generator=streams.generator(
                     RandomStreams.NOISE, device, 0 if replicas is None else replicas.rank),
                 autocast_dtype=self._autocast_dtype(device), replicas=replicas,
-                fast_path=self._fast_path, cuda_graph=self._cuda_graph,
+                fast_path=self._fast_path,
             )
             try:
                 history = fit_loop(

@@ -789,9 +789,6 @@ class Trainer:
         rounding and draw the same random numbers. The hand-written step is
         never used under autocast or with replicas (DistributedDataParallel
         averages gradients through autograd's hooks).
-    cuda_graph : bool, default=False
-        Replay the hand-written step from a CUDA graph for full batches
-        (:class:`~skae._fastpath.GraphedStep`; opt-in, experimental).
 
     Attributes
     ----------
@@ -801,8 +798,7 @@ class Trainer:
     """
 
     def __init__(self, module, loss_fn, optimizer, *, batch_size, shuffle_generator=None,
-                 noise_generator=None, autocast_dtype=None, replicas=None, fast_path=True,
-                 cuda_graph=False):
+                 noise_generator=None, autocast_dtype=None, replicas=None, fast_path=True):
         self.module = module
         self.loss_fn = loss_fn
         self.optimizer = optimizer
@@ -814,8 +810,7 @@ class Trainer:
         self._replicated = None if replicas is None else replicas.wrap(module, loss_fn)
         self.train_step = (
             fast_path and replicas is None and autocast_dtype is None
-            and dense_step(module, loss_fn, optimizer, noise_generator,
-                           cuda_graph=cuda_graph, batch_size=batch_size)) or self.autograd_step
+            and dense_step(module, loss_fn, optimizer, noise_generator)) or self.autograd_step
 
     @property
     def learning_rate(self):
@@ -824,9 +819,6 @@ class Trainer:
     def scale_learning_rate(self, factor):
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
-        invalidate = getattr(self.train_step, "invalidate", None)
-        if invalidate is not None:  # a CUDA graph holds the old rate
-            invalidate()
 
     def _loss(self, X_batch, y_batch):
         if self._replicated is not None:

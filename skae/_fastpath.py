@@ -244,16 +244,13 @@ def _autocast_enabled(device_type):
             else torch.is_autocast_enabled()
 
 
-def dense_step(module, loss_fn, optimizer, noise_generator, *, cuda_graph=False,
-               batch_size=None):
+def dense_step(module, loss_fn, optimizer, noise_generator):
     """A :class:`DenseStep` for this network and loss, or None when they do not qualify.
 
     They qualify when ``loss_fn`` is a :class:`ReconstructionLoss`, the
     network an :class:`~skae._modules.MLPAutoencoder` of float32 parameters
     that all train, on one CPU or CUDA device, with no hooks, and no autocast
     is active (the step computes in float32 whatever autocast asks).
-    ``cuda_graph`` wraps the step in a :class:`GraphedStep` for batches of
-    ``batch_size`` rows.
     """
     if type(loss_fn) is not ReconstructionLoss:
         return None
@@ -268,8 +265,7 @@ def dense_step(module, loss_fn, optimizer, noise_generator, *, cuda_graph=False,
             p.dtype != torch.float32 or p.device != device or not p.requires_grad
             for p in parameters):
         return None
-    step = DenseStep(layers, loss_fn, optimizer, noise_generator)
-    return GraphedStep.wrap(step, batch_size) if cuda_graph else step
+    return DenseStep(layers, loss_fn, optimizer, noise_generator)
 
 
 class _Plan:
@@ -403,99 +399,3 @@ class DenseStep:
                     activation()
         self.optimizer.step()
         return loss, {}
-
-
-# --------------------------------------------------------------------------- #
-# CUDA graphs (opt-in).
-
-
-class _CudaGraph:
-    """``function()`` captured once in a CUDA graph; ``replay()`` runs it again."""
-
-    def __init__(self, function, generator):
-        self.graph = torch.cuda.CUDAGraph()
-        if generator is not None:
-            # Draws from a generator of the caller's advance it on every
-            # replay as eager calls would.
-            self.graph.register_generator_state(generator)
-        with torch.cuda.graph(self.graph):
-            self.output = function()
-
-    def replay(self):
-        self.graph.replay()
-
-
-class _EagerGraph:
-    """What stands in for a CUDA graph elsewhere: capturing runs nothing,
-    replaying calls ``function()`` again, so the logic around it can be tested."""
-
-    def __init__(self, function, generator):
-        self.function = function
-        self.output = None
-
-    def replay(self):
-        self.output = self.function()
-
-
-class GraphedStep:
-    """A :class:`DenseStep` replayed from a CUDA graph for full batches (opt-in).
-
-    On a GPU the kernels of a small network's step take less time to run
-    than to launch, one by one, from Python; a CUDA graph launches all of
-    them at once. The first ``warmup`` full batches train eagerly (on a side
-    stream, as capturing requires), the next one is captured and replayed,
-    and every later full batch replays the capture on a copy of its rows.
-    Parameters, optimizer moments and step counts are the same tensors in
-    the graph and out of it, so a short last batch trains eagerly between
-    replays. Where there is no CUDA device (tests, dry runs) the graph is
-    :class:`_EagerGraph`.
-    """
-
-    def __init__(self, step, batch_size, warmup=3):
-        self.step = step
-        self.batch_size = batch_size
-        self.warmup = warmup
-        self.device = step.device
-        self.graph = self.static_input = None
-
-    @classmethod
-    def wrap(cls, step, batch_size):
-        """``step`` graphed, or as it is when its draws cannot be captured."""
-        if batch_size is None:
-            return step
-        if step.device.type == "cuda" and step.loss.noisy and not hasattr(
-                torch.cuda.CUDAGraph, "register_generator_state"):
-            return step  # older torch: noise from our own generator cannot be captured
-        return cls(step, batch_size)
-
-    def invalidate(self):
-        """Capture again at the next full batch (the learning rate changed:
-        the captured optimizer step holds the old one)."""
-        self.graph = self.static_input = None
-
-    def _eager(self, X_batch):
-        if self.device.type != "cuda":
-            return self.step(X_batch, None)
-        main = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(main)
-        with torch.cuda.stream(side):
-            result = self.step(X_batch, None)
-        main.wait_stream(side)
-        return result
-
-    def __call__(self, X_batch, y_batch):
-        if X_batch.shape[0] != self.batch_size:
-            return self.step(X_batch, y_batch)
-        if self.graph is None:
-            if self.warmup > 0:
-                self.warmup -= 1
-                return self._eager(X_batch)
-            self.static_input = torch.empty_like(X_batch)
-            graph = _CudaGraph if self.device.type == "cuda" else _EagerGraph
-            self.graph = graph(lambda: self.step(self.static_input, None)[0],
-                               self.step.noise_generator if self.step.loss.noisy else None)
-        self.static_input.copy_(X_batch)
-        self.graph.replay()
-        # The graph's output is overwritten by the next replay.
-        return self.graph.output.clone(), {}

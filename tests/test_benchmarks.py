@@ -4,11 +4,18 @@ They print tables, not verdicts; these tests only keep them from rotting
 (an API they call changing under them). Timings at these sizes mean nothing.
 """
 
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
+
+from skae._engine import TensorSource, Trainer, make_optimizer
+from skae._fastpath import DenseStep, ReconstructionLoss
+from skae._modules import MLPAutoencoder
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "benchmarks")
@@ -39,3 +46,59 @@ def test_bench_gpu_dry_run():
         assert f"### {table}:" in out
     assert "skae + CUDA graph" in out and "plain loop + CUDA graph + bf16" in out
     assert "all checks passed" in out
+
+
+# --------------------------------------------------------------------------- #
+# bench_gpu.py's own CUDA-graph wrapper of skae's dense step.
+
+
+def _bench_gpu(monkeypatch):
+    pytest.importorskip("threadpoolctl")  # bench_training, which bench_gpu imports
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    return importlib.import_module("bench_gpu")
+
+
+def _graphed_trains_as_eager(bench_gpu, device, n_rows):
+    """Graphed and eager dense steps train twin networks alike: 3 eager
+    warm-up steps, a capture, replays between short batches, and a new
+    capture after the learning rate is cut."""
+    trainers = []
+    for graphed in (True, False):
+        torch.manual_seed(0)
+        network = MLPAutoencoder(13, (9, 7), 3, "relu").to(device)
+        with bench_gpu.graphed_dense_steps() if graphed else contextlib.nullcontext():
+            trainers.append(Trainer(network, ReconstructionLoss(),
+                                    make_optimizer(network, 0.01, 0.001), batch_size=16,
+                                    shuffle_generator=torch.Generator().manual_seed(5)))
+    graphed, eager = trainers
+    assert isinstance(graphed.train_step, bench_gpu.GraphedStep)
+    assert isinstance(eager.train_step, DenseStep)
+    source = TensorSource(torch.randn(n_rows, 13, generator=torch.Generator().manual_seed(2))
+                          .to(device))
+    for epoch in range(5):
+        if epoch == 3:
+            for trainer in trainers:
+                trainer.scale_learning_rate(0.5)
+        assert graphed.run_epoch(source)[0] == pytest.approx(eager.run_epoch(source)[0],
+                                                             rel=1e-5)
+        assert graphed.train_step.graph is not None
+    assert set(graphed.train_step.rates) == {0.005}
+    for got, expected in zip(graphed.module.parameters(), eager.module.parameters(),
+                             strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # Trainers made outside the context keep skae's own step.
+    network = MLPAutoencoder(13, (9, 7), 3, "relu").to(device)
+    assert isinstance(Trainer(network, ReconstructionLoss(), make_optimizer(network, 0.01, 0.0),
+                              batch_size=16).train_step, DenseStep)
+
+
+def test_bench_gpu_graphed_step_trains_as_the_eager_one(monkeypatch):
+    """On the CPU the graph is a stand-in that calls the step again: the
+    warm-up, capture, replay and short-batch logic runs as on a GPU."""
+    _graphed_trains_as_eager(_bench_gpu(monkeypatch), "cpu", 70)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_gpu_cuda_graph_trains_as_the_eager_step_on_cuda(monkeypatch):
+    _graphed_trains_as_eager(_bench_gpu(monkeypatch), "cuda", 150)

@@ -226,30 +226,6 @@ def test_no_dense_step_under_autocast():
     assert dense_step(module, ReconstructionLoss(), _adam(module), None) is not None
 
 
-@pytest.mark.parametrize("loss", NOISES, ids=["clean", "gaussian", "dropout"])
-def test_graphed_step_trains_as_the_eager_one(loss):
-    """On the CPU the graph is a stand-in that calls the step again: the
-    warm-up, capture, replay and short-batch logic runs as on a GPU."""
-    module, twin = _twins(10, (8,), 3, "relu")
-    trainers = []
-    for network, graphed in ((module, True), (twin, False)):
-        trainers.append(Trainer(network, loss, make_optimizer(network, 0.01, 0.001),
-                                batch_size=16, cuda_graph=graphed,
-                                shuffle_generator=torch.Generator().manual_seed(5),
-                                noise_generator=torch.Generator().manual_seed(3)))
-    graphed, eager = trainers
-    assert isinstance(graphed.train_step, skae._fastpath.GraphedStep)
-    assert isinstance(eager.train_step, DenseStep)
-    source = TensorSource(torch.randn(70, 10, generator=torch.Generator().manual_seed(2)))
-    for _ in range(3):  # 15 steps: 3 eager warm-up ones, then replays and short batches
-        assert graphed.run_epoch(source)[0] == pytest.approx(eager.run_epoch(source)[0],
-                                                             rel=1e-5)
-    assert graphed.train_step.graph is not None
-    for got, expected in zip(module.parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    assert torch.equal(graphed.noise_generator.get_state(), eager.noise_generator.get_state())
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("loss", NOISES, ids=["clean", "gaussian", "dropout"])
@@ -281,24 +257,6 @@ def test_module_has_no_sklearn_imports():
     imported |= {node.module or "" for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith("sklearn") for name in imported)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("loss", NOISES, ids=["clean", "gaussian", "dropout"])
-def test_cuda_graph_trains_as_the_eager_step_on_cuda(loss):
-    module, twin = _twins(13, (9, 7), 3, "relu")
-    module, twin = module.cuda(), twin.cuda()
-    trainers = [Trainer(network, loss, make_optimizer(network, 0.01, 0.0), batch_size=16,
-                        cuda_graph=graphed, shuffle_generator=torch.Generator().manual_seed(5),
-                        noise_generator=torch.Generator("cuda").manual_seed(3))
-                for network, graphed in ((module, True), (twin, False))]
-    source = TensorSource(torch.randn(150, 13, device="cuda"))
-    for _ in range(3):
-        losses = [trainer.run_epoch(source)[0] for trainer in trainers]
-        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    for got, expected in zip(module.parameters(), twin.parameters()):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- #
