@@ -788,7 +788,9 @@ class Trainer:
         :meth:`autograd_step`. Both compute the same gradients to float
         rounding and draw the same random numbers. The hand-written step is
         never used under autocast or with replicas (DistributedDataParallel
-        averages gradients through autograd's hooks).
+        averages gradients through autograd's hooks). Should it fail (it calls
+        private torch ops), that step and every later one run through
+        :meth:`autograd_step`.
 
     Attributes
     ----------
@@ -810,7 +812,8 @@ class Trainer:
         self._replicated = None if replicas is None else replicas.wrap(module, loss_fn)
         self.train_step = (
             fast_path and replicas is None and autocast_dtype is None
-            and dense_step(module, loss_fn, optimizer, noise_generator)) or self.autograd_step
+            and dense_step(module, loss_fn, optimizer, noise_generator, self.autograd_step)
+        ) or self.autograd_step
 
     @property
     def learning_rate(self):

@@ -15,6 +15,13 @@ the same optimizer step.
 :func:`dense_step` decides, once per training call, whether a network and a
 loss qualify; the engine's :class:`~skae._engine.Trainer` asks it and keeps
 the autograd step (the reference) otherwise. No scikit-learn imports here.
+
+The step and :class:`DenseInference` call private torch entry points
+(``torch._C._nn.*``, the ``grad_input`` overloads of ``torch.ops.aten``, an
+overload's ``_op``), which another torch release may rename or change. Any
+failure of them is caught: a network whose rules cannot be bound keeps
+autograd (and the modules for inference), and the first step that fails is
+taken again through autograd, as every later one (see :class:`DenseStep`).
 """
 
 from dataclasses import dataclass
@@ -174,8 +181,17 @@ def _dense_halves(module):
 
 def _dense_layers(module):
     """``[(linear, activation or None), ...]`` through an MLPAutoencoder, or None."""
-    halves = _dense_halves(module)
+    halves = _guarded(_dense_halves, module)
     return None if halves is None else halves[0] + halves[1]
+
+
+def _guarded(find_layers, module):
+    """``find_layers(module)``, or None when binding the rules fails: a private
+    torch entry point they name is missing or changed in this torch."""
+    try:
+        return find_layers(module)
+    except Exception:  # noqa: BLE001 - any failure of a private entry point
+        return None
 
 
 class _DenseForward:
@@ -186,14 +202,28 @@ class _DenseForward:
     output for every layer and activation. The result is a view of the last
     buffer, overwritten by the next call: the caller copies it out first.
     The same kernels as :class:`torch.nn.Linear` and the activation modules.
+
+    If a call fails (a private op of an activation), it and every later one
+    run ``half``, the modules themselves.
     """
 
-    def __init__(self, layers):
+    def __init__(self, layers, half):
         self._layers = [(linear.weight.detach(), linear.bias.detach(), rule)
                         for linear, rule in layers]
         self._buffers = None
+        self.half = half
+        self.failed = False
 
     def __call__(self, X):
+        if not self.failed:
+            try:
+                return self._forward(X)
+            except Exception:  # noqa: BLE001 - any failure of a private op
+                self.failed = True
+                self._buffers = None
+        return self.half(X)
+
+    def _forward(self, X):
         n_rows = X.shape[0]
         if self._buffers is None or self._buffers[0][0].shape[0] < n_rows \
                 or self._buffers[0][0].dtype != X.dtype:
@@ -218,9 +248,9 @@ class DenseInference:
     to that call (calls from several threads must not share them).
     """
 
-    def __init__(self, encoder_layers, decoder_layers):
-        self.encoder = _DenseForward(encoder_layers)
-        self.decoder = _DenseForward(decoder_layers)
+    def __init__(self, module, encoder_layers, decoder_layers):
+        self.encoder = _DenseForward(encoder_layers, module.encoder)
+        self.decoder = _DenseForward(decoder_layers, module.decoder)
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
@@ -231,9 +261,10 @@ class DenseInference:
 def dense_inference(module):
     """A :class:`DenseInference` of ``module``, or ``module`` itself when it is
     not a plain :class:`~skae._modules.MLPAutoencoder` (another network, hooks,
-    an activation the table above does not know)."""
-    halves = _dense_halves(module)
-    return module if halves is None else DenseInference(*halves)
+    an activation the table above does not know, a private torch entry point
+    this torch lacks)."""
+    halves = _guarded(_dense_halves, module)
+    return module if halves is None else DenseInference(module, *halves)
 
 
 def _autocast_enabled(device_type):
@@ -244,8 +275,11 @@ def _autocast_enabled(device_type):
             else torch.is_autocast_enabled()
 
 
-def dense_step(module, loss_fn, optimizer, noise_generator):
+def dense_step(module, loss_fn, optimizer, noise_generator, fallback):
     """A :class:`DenseStep` for this network and loss, or None when they do not qualify.
+
+    ``fallback(X_batch, y_batch)`` takes the step through autograd when the
+    hand-written one fails.
 
     They qualify when ``loss_fn`` is a :class:`ReconstructionLoss`, the
     network an :class:`~skae._modules.MLPAutoencoder` of float32 parameters
@@ -265,7 +299,7 @@ def dense_step(module, loss_fn, optimizer, noise_generator):
             p.dtype != torch.float32 or p.device != device or not p.requires_grad
             for p in parameters):
         return None
-    return DenseStep(layers, loss_fn, optimizer, noise_generator)
+    return DenseStep(layers, loss_fn, optimizer, noise_generator, fallback)
 
 
 class _Plan:
@@ -329,12 +363,19 @@ class DenseStep:
     then ``optimizer.step()`` runs as after ``backward()``. Noise is drawn
     from ``noise_generator`` with the calls of :func:`~skae._modules.corrupt`,
     in the same order, so both steps draw the same numbers.
+
+    The first step that raises, whatever the exception (a private torch op
+    missing or changed), is taken again by ``fallback`` (the engine's
+    autograd step, same signature) from the same noise state, and so is
+    every later step: none is lost or taken twice.
     """
 
-    def __init__(self, layers, loss, optimizer, noise_generator):
+    def __init__(self, layers, loss, optimizer, noise_generator, fallback):
         self.loss = loss
         self.optimizer = optimizer
         self.noise_generator = noise_generator
+        self.fallback = fallback
+        self.failed = False
         self.layers = []
         for linear, activation in layers:
             weight, bias = linear.weight, linear.bias
@@ -374,6 +415,26 @@ class DenseStep:
         return noisy.div_(1.0 - loss.noise_level)
 
     def __call__(self, X_batch, y_batch):
+        if self.failed:
+            return self.fallback(X_batch, y_batch)
+        # Noise is drawn before any private op runs: a step retaken through
+        # autograd must draw it again from the same state.
+        noise_state = self.noise_generator.get_state() if self.loss.noisy else None
+        try:
+            loss = self._gradients(X_batch)
+        except Exception:  # noqa: BLE001 - any failure of a private op
+            # Only .grad and the plan's buffers were written: the optimizer
+            # has not stepped, and the autograd step overwrites .grad.
+            self.failed = True
+            self._plans = {}
+            if noise_state is not None:
+                self.noise_generator.set_state(noise_state)
+            return self.fallback(X_batch, y_batch)
+        self.optimizer.step()
+        return loss, {}
+
+    def _gradients(self, X_batch):
+        """The loss of this batch, its gradients written into every ``.grad``."""
         plan = self._plan(X_batch.shape[0])
         first_input = layer_input = self._corrupted(X_batch, plan)
         for bias, weight_t, affine, activated, activation in plan.forward:
@@ -397,5 +458,4 @@ class DenseStep:
                 torch.mm(grad, weight, out=input_grad)
                 if activation is not None:
                     activation()
-        self.optimizer.step()
-        return loss, {}
+        return loss

@@ -87,6 +87,9 @@ def test_gradients_and_losses_equal_autograd(shape, activation, loss):
     assert torch.equal(fast.noise_generator.get_state(), reference.noise_generator.get_state())
     # The batch was not modified in place.
     assert torch.equal(X, torch.randn(37, shape[0], generator=torch.Generator().manual_seed(1)))
+    # The hand-written step itself ran: it did not fall back to autograd (on
+    # another torch, .ci/floor's, its private ops must still hold).
+    assert not fast.train_step.failed
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.01])
@@ -104,6 +107,7 @@ def test_epochs_of_adam_steps_equal_autograd(alpha, loss):
         assert fast_loss == pytest.approx(reference_loss, rel=1e-5)
     for got, expected in zip(module.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert not fast.train_step.failed
 
 
 def _fit_both(Estimator, X, monkeypatch, method="fit", **params):
@@ -134,12 +138,13 @@ def test_estimators_fit_alike_on_both_paths(Estimator, params, method, monkeypat
     steps = []
     original = DenseStep.__call__
     monkeypatch.setattr(DenseStep, "__call__",
-                        lambda self, *args: steps.append(1) or original(self, *args))
+                        lambda self, *args: steps.append(self) or original(self, *args))
     X = np.random.RandomState(0).normal(size=(150, 12)).astype(np.float32)
     params = dict(dict(n_components=3, hidden_layer_sizes=(16,), batch_size=32, max_iter=6,
                        random_state=0, device="cpu"), **params)
     fast, reference = _fit_both(Estimator, X, monkeypatch, method, **params)
     assert steps, "the fast path was not taken"
+    assert not any(step.failed for step in steps), "the fast path fell back to autograd"
     assert fast.n_iter_ == reference.n_iter_
     assert_allclose(fast.loss_curve_, reference.loss_curve_, rtol=1e-5)
     if fast.validation_scores_ is not None:
@@ -165,12 +170,16 @@ def _adam(module):
     return make_optimizer(module, 1e-3, 0.0)
 
 
+def _never(X_batch, y_batch):
+    raise AssertionError("the dense step fell back to autograd")
+
+
 def test_only_plain_dense_stacks_and_the_declared_loss_qualify():
     loss = ReconstructionLoss()
     module = MLPAutoencoder(6, (4,), 2, "relu")
-    assert isinstance(dense_step(module, loss, _adam(module), None), DenseStep)
+    assert isinstance(dense_step(module, loss, _adam(module), None, _never), DenseStep)
     # A loss written as a function, though equal, is not recognised.
-    assert dense_step(module, lambda *args: loss(*args), _adam(module), None) is None
+    assert dense_step(module, lambda *args: loss(*args), _adam(module), None, _never) is None
     others = [
         MLPVariationalAutoencoder(6, (4,), 2, "relu"),
         ConvAutoencoder((1, 4, 4), (2,), 3, (), 2, "relu"),
@@ -188,7 +197,7 @@ def test_only_plain_dense_stacks_and_the_declared_loss_qualify():
     biasless = MLPAutoencoder(6, (4,), 2, "relu")
     biasless.encoder[0] = nn.Linear(6, 4, bias=False)
     for other in [*others, frozen, hooked, unknown, extra, biasless]:
-        assert dense_step(other, loss, _adam(other), None) is None, other
+        assert dense_step(other, loss, _adam(other), None, _never) is None, other
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -203,17 +212,95 @@ def test_forcing_autograd(monkeypatch):
     AutoencoderTransformer(2, max_iter=2, device="cpu").fit(X)
 
 
+class _FailingOp:
+    """Stands for a ``torch.ops.aten`` op whose ``grad_input`` overload raises
+    from its ``n_good + 1``-th call on, as a private op changed in another
+    torch release would."""
+
+    def __init__(self, op, n_good):
+        self.op, self.n_good, self.calls = op, n_good, 0
+
+    @property
+    def grad_input(self):
+        def call(*args, **kwargs):
+            self.calls += 1
+            if self.calls > self.n_good:
+                raise RuntimeError("this overload changed in this torch")
+            return self.op.grad_input(*args, **kwargs)
+        return call
+
+
+def _assert_same_model(got, expected, X):
+    assert got.n_iter_ == expected.n_iter_
+    assert_allclose(got.loss_curve_, expected.loss_curve_, rtol=1e-5)
+    for (name, value), reference in zip(got.module_.state_dict().items(),
+                                        expected.module_.state_dict().values(), strict=True):
+        assert_allclose(value.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+    assert_allclose(got.transform(X), expected.transform(X), rtol=1e-4, atol=1e-5)
+    assert_allclose(got.score_samples(X), expected.score_samples(X), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("Estimator, params, n_good", [
+    (AutoencoderTransformer, dict(), 0),
+    (DenoisingAutoencoder, dict(noise="gaussian", noise_level=0.2), 7),
+    (DenoisingAutoencoder, dict(noise="dropout", noise_level=0.2, alpha=1e-3), 7),
+])
+def test_a_failing_private_op_hands_training_to_autograd_for_good(Estimator, params, n_good,
+                                                                  monkeypatch):
+    """The step that fails (the first, or one in the second epoch, after its
+    noise was drawn) is taken through autograd, as every later one: the same
+    model as autograd's, no step lost or taken twice, the op never retried."""
+    X = np.random.RandomState(0).normal(size=(150, 12)).astype(np.float32)
+    params = dict(dict(n_components=3, hidden_layer_sizes=(16,), batch_size=32, max_iter=6,
+                       random_state=0, device="cpu"), **params)
+    with monkeypatch.context() as patch:
+        patch.setattr(Estimator, "_fast_path", False)
+        reference = Estimator(**params).fit(X)
+    failing = _FailingOp(torch.ops.aten.mse_loss_backward, n_good)
+    monkeypatch.setattr(torch.ops.aten, "mse_loss_backward", failing)
+    model = Estimator(**params).fit(X)
+    assert failing.calls == n_good + 1
+    _assert_same_model(model, reference, X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("breakage", ["raises", "missing"])
+def test_a_broken_private_activation_falls_back_in_training_and_inference(breakage,
+                                                                           monkeypatch):
+    """``torch._C._nn.leaky_relu_`` (the fast path's, not nn.LeakyReLU's) fails
+    when called, or is missing when the rules are bound: training and
+    inference run through the modules and give the fast path's results."""
+    X = np.random.RandomState(0).normal(size=(150, 12)).astype(np.float32)
+    params = dict(n_components=3, hidden_layer_sizes=(16,), activation="leaky_relu",
+                  batch_size=32, max_iter=4, early_stopping=False, random_state=0,
+                  device="cpu")
+    reference = AutoencoderTransformer(**params).fit(X)
+    calls = []
+    if breakage == "raises":
+        def broken(*args, **kwargs):
+            calls.append(args)
+            raise RuntimeError("this op changed in this torch")
+
+        monkeypatch.setattr(torch._C._nn, "leaky_relu_", broken)
+    else:
+        monkeypatch.delattr(torch._C._nn, "leaky_relu_")
+    model = AutoencoderTransformer(**params).fit(X)
+    assert len(calls) == (breakage == "raises")  # tried once in training, never again
+    _assert_same_model(model, reference, X)
+
+
 def test_unknown_noise_is_refused_by_the_reference_and_not_taken_by_the_fast_path():
     loss = ReconstructionLoss("salt", 0.1)
     module = MLPAutoencoder(6, (4,), 2, "relu")
-    assert dense_step(module, loss, _adam(module), None) is None
+    assert dense_step(module, loss, _adam(module), None, _never) is None
     with pytest.raises(ValueError, match="noise must be"):
         loss(module, torch.zeros(2, 6), None, None)
 
 
 def test_plans_are_kept_for_two_batch_sizes_only():
     module = MLPAutoencoder(6, (4,), 2, "relu")
-    step = dense_step(module, ReconstructionLoss(), _adam(module), None)
+    step = dense_step(module, ReconstructionLoss(), _adam(module), None, _never)
     for n_rows in (8, 3, 8, 5, 8):
         step(torch.randn(n_rows, 6), None)
         assert len(step._plans) <= 2 and n_rows in step._plans
@@ -222,8 +309,8 @@ def test_plans_are_kept_for_two_batch_sizes_only():
 def test_no_dense_step_under_autocast():
     module = MLPAutoencoder(6, (4,), 2, "relu")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert dense_step(module, ReconstructionLoss(), _adam(module), None) is None
-    assert dense_step(module, ReconstructionLoss(), _adam(module), None) is not None
+        assert dense_step(module, ReconstructionLoss(), _adam(module), None, _never) is None
+    assert dense_step(module, ReconstructionLoss(), _adam(module), None, _never) is not None
 
 
 @pytest.mark.gpu
@@ -245,6 +332,7 @@ def test_gradients_equal_autograd_on_cuda(loss):
     for fast_grads, reference_grads in zip(fast.optimizer.steps, reference.optimizer.steps):
         for got, expected in zip(fast_grads, reference_grads):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert not fast.train_step.failed
 
 
 def test_module_has_no_sklearn_imports():
@@ -278,6 +366,7 @@ def test_dense_inference_equals_the_modules(activation, dtype):
             assert_allclose(codes, module.encoder(rows), **tolerance)
             assert_allclose(fast.decoder(codes).clone(), module.decoder(codes), **tolerance)
             assert_allclose(fast(rows).clone(), module(rows), **tolerance)
+    assert not fast.encoder.failed and not fast.decoder.failed  # no fallback to the modules
 
 
 def test_dense_inference_keeps_other_networks():
