@@ -298,12 +298,23 @@ def test_unknown_noise_is_refused_by_the_reference_and_not_taken_by_the_fast_pat
         loss(module, torch.zeros(2, 6), None, None)
 
 
-def test_plans_are_kept_for_two_batch_sizes_only():
-    module = MLPAutoencoder(6, (4,), 2, "relu")
-    step = dense_step(module, ReconstructionLoss(), _adam(module), None, _never)
-    for n_rows in (8, 3, 8, 5, 8):
-        step(torch.randn(n_rows, 6), None)
-        assert len(step._plans) <= 2 and n_rows in step._plans
+def test_batch_sizes_that_come_and_go_step_as_autograd():
+    """The step keeps buffers for two batch sizes (the full batch and a short
+    one): a third size replaces them, and sizes that come back are rebuilt."""
+    module, twin = _twins(6, (4,), 2, "relu")
+    fast, reference = _trainers(module, twin, ReconstructionLoss("dropout", 0.3),
+                                (_GradientRecorder(module), _GradientRecorder(twin)))
+    generator = torch.Generator().manual_seed(4)
+    for n_rows in (8, 3, 8, 5, 8, 3, 5):
+        batch = torch.randn(n_rows, 6, generator=generator)
+        torch.testing.assert_close(fast.train_step(batch, None)[0],
+                                   reference.train_step(batch, None)[0].detach(),
+                                   **GRADIENT_TOLERANCE)
+    for fast_grads, reference_grads in zip(fast.optimizer.steps, reference.optimizer.steps,
+                                           strict=True):
+        for got, expected in zip(fast_grads, reference_grads, strict=True):
+            torch.testing.assert_close(got, expected, **GRADIENT_TOLERANCE)
+    assert not fast.train_step.failed
 
 
 def test_no_dense_step_under_autocast():

@@ -11,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from torch.distributions import Normal, kl_divergence
 
-import skae._base
 from skae import VariationalAutoencoder
 from skae._variational import gaussian_kl, gaussian_negative_log_likelihood
 
@@ -179,7 +178,7 @@ def test_score_is_the_elbo_at_the_posterior_mean(X):
     assert np.all(model.score_samples(X) < -0.5 * X.shape[1] * math.log(2 * math.pi))
 
 
-def test_score_is_deterministic_and_row_independent(monkeypatch):
+def test_score_is_deterministic_and_row_independent():
     # A repeated call repeats itself exactly; other orders and chunkings move
     # a row only by rounding (float64 input is computed in float64), not
     # bitwise: BLAS kernels pick their summation order by shape and CPU.
@@ -191,9 +190,13 @@ def test_score_is_deterministic_and_row_independent(monkeypatch):
     assert_allclose(model.score_samples(X[::-1]), scores[::-1], **tolerance)
     assert_allclose(np.concatenate([model.score_samples(X[i:i + 1]) for i in range(5)]),
                     scores[:5], **tolerance)
-    monkeypatch.setattr(skae._base, "_CHUNK_FLOATS", 7 * 8)  # rows of 8 floats
-    assert model._chunk_rows() == 7
-    assert_allclose(model.score_samples(X), scores, **tolerance)
+    # Calls on pieces of 7 rows; a call on 10,200 rows, which the estimator
+    # splits into several chunks (64 Ki floats each, rows at least 8 wide).
+    assert_allclose(np.concatenate([model.score_samples(piece)
+                                    for piece in np.split(X, range(7, 60, 7))]),
+                    scores, **tolerance)
+    assert_allclose(model.score_samples(np.tile(X, (170, 1))), np.tile(scores, 170),
+                    **tolerance)
 
 
 def test_loss_parts_are_recorded(X):
