@@ -200,7 +200,12 @@ def test_bad_parameters(X, params, match):
 
 
 def test_large_gaussian_level_is_allowed(X):
-    # A standard deviation above 1 is meaningful, unlike a dropout rate.
+    # A standard deviation above 1 is meaningful, unlike a dropout rate: it is
+    # taken as given, not refused nor clipped to 1, so every epoch's loss on
+    # the corrupted rows exceeds the one at 1.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fast(noise_level=1.5).fit(X)
+        large, unit = fast(noise_level=1.5).fit(X), fast(noise_level=1.0).fit(X)
+    assert large.noise_level == 1.5
+    assert np.isfinite(large.loss_curve_).all()
+    assert np.all(np.array(large.loss_curve_) > np.array(unit.loss_curve_))
