@@ -47,6 +47,7 @@ from . import _data
 from ._callbacks import ProgressBar
 from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
+    MAX_THREADS,
     derive_seed,
     flush_denormal,
     in_parallel_worker,
@@ -379,7 +380,7 @@ _TRAINING_CONSTRAINTS = {
     "verbose": ["verbose"],
     "callbacks": [None, list, tuple],
     "device": [str, torch.device],
-    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "n_threads": [None, Interval(Integral, 1, MAX_THREADS, closed="both")],
     "precision": [StrOptions({"float32", "bfloat16"})],
     "distributed": ["boolean"],
 }

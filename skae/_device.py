@@ -138,6 +138,13 @@ def make_generator(seed, device):
     return generator
 
 
+#: The most intra-op threads ``n_threads`` may ask for. More threads than
+#: cores only slow torch down, and torch's OpenMP runtime ends the whole
+#: process (a segmentation fault, or libgomp's "Thread creation failed")
+#: when it cannot start the threads asked for: 20,000 did on a 2-core Linux
+#: machine, 4,096 did not. 1,024 leaves room for the largest CPUs.
+MAX_THREADS = 1024
+
 _THREADS_LOCK = threading.Lock()
 _threads_users = 0
 _threads_saved = None
@@ -172,12 +179,19 @@ def torch_threads(n_threads):
     thread (its default OpenMP backend), each block restores its own
     thread's count; where the count is process-wide, blocks that overlap
     from several threads share it, and the last one to end restores the
-    count the first one found. ``None`` leaves it untouched.
+    count the first one found. ``None`` leaves it untouched; a count
+    outside ``[1, MAX_THREADS]`` raises :class:`ValueError`.
     """
     global _threads_users, _threads_saved
     if n_threads is None:
         yield
         return
+    if not 1 <= n_threads <= MAX_THREADS:
+        # Inference reads n_threads without validating the parameters, and
+        # too many threads end the process instead of raising.
+        raise ValueError(
+            f"n_threads must be None or an int in [1, {MAX_THREADS}], got {n_threads!r}; "
+            "use at most the machine's cores (os.cpu_count()).")
     with _THREADS_LOCK:
         per_thread = _thread_counts_are_per_thread()
         previous = torch.get_num_threads()
