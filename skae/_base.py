@@ -48,6 +48,7 @@ from ._callbacks import ProgressBar
 from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
     MAX_THREADS,
+    check_memory,
     derive_seed,
     flush_denormal,
     in_parallel_worker,
@@ -366,6 +367,13 @@ def _as_tuple(value):
 # --------------------------------------------------------------------------- #
 # The core of every estimator.
 
+# Float32 weight, gradient and Adam's two moments: what training holds for
+# each parameter, at the least.
+_TRAINING_BYTES_PER_PARAMETER = 16
+
+# The parameters that size a network, named when one is too large.
+_SIZE_PARAMETERS = ("hidden_layer_sizes", "channels", "kernel_size", "n_components")
+
 _TRAINING_CONSTRAINTS = {
     "alpha": [Interval(Real, 0, None, closed="left")],
     "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -619,8 +627,32 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _build_module(self, n_features, seed, device):
         """The network for ``n_features``, initialised from the seed's init stream."""
+        factory = self._module_factory(n_features)
+        self._check_network_fits(factory, n_features, device)
         generator = RandomStreams(seed).generator(RandomStreams.INIT)
-        return materialize(self._module_factory(n_features), generator, device)
+        return materialize(factory, generator, device)
+
+    def _check_network_fits(self, factory, n_features, device):
+        """Refuse, before torch allocates, a network that ``device`` cannot train.
+
+        Its parameters are counted on torch's ``meta`` device (shapes only,
+        no memory, no random draws); training holds each one four times
+        in float32 (weight, gradient and Adam's two moments).
+        """
+        try:
+            with torch.device("meta"):
+                n_parameters = sum(p.numel() for p in factory().parameters())
+        except (NotImplementedError, RuntimeError):  # a module that needs real values
+            return
+        params = self.get_params(deep=False)
+        # The classifier's network is its autoencoder's encoder and a head.
+        names = [name for name in _SIZE_PARAMETERS if name in params] or ["autoencoder"]
+        sizes = ", ".join(f"{name}={params[name]!r}" for name in names)
+        check_memory(
+            _TRAINING_BYTES_PER_PARAMETER * n_parameters, device,
+            f"{type(self).__name__} with {sizes} on {n_features} features has "
+            f"{n_parameters:,} parameters; training them",
+            f"make {' or '.join(names)} smaller")
 
     def _new_state(self, n_features, device, seed=None, module=None):
         """A fresh :class:`TrainingState` (built network, new optimizer)."""

@@ -1,10 +1,11 @@
-"""Device resolution, tensor conversion, seeding and thread control.
+"""Device resolution, device memory, tensor conversion, seeding and thread control.
 
 Everything here is independent of scikit-learn estimators; the engine and the
 estimators call down into it.
 """
 
 import contextlib
+import os
 import sys
 import threading
 import warnings
@@ -78,6 +79,65 @@ def device_is_available(device):
     except ValueError:
         return False
     return True
+
+
+def memory_of(device):
+    """Bytes of memory ``device`` has in all, or None where it cannot be told.
+
+    A CUDA device's own memory; for the CPU (and Apple MPS, which shares
+    it) the machine's RAM and swap (psutil's figures when psutil is
+    installed, else the RAM from ``os.sysconf``), within the limit of the
+    Linux control group (a container) the process runs in. This is what
+    the device can hold at all, not what is free now: a size above it can
+    never be allocated, and a size below it is left to the allocator.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type not in ("cpu", "mps"):
+        return None
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total + psutil.swap_memory().total)
+    except (ImportError, OSError):  # psutil absent, or unable to read this system
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not a POSIX system
+            return None
+    for path in ("/sys/fs/cgroup/memory.max",  # cgroup v2; v1 below
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                total = min(total, int(file.read()))
+            break
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            continue
+    return total if total > 0 else None
+
+
+def _bytes_in_words(n_bytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{int(n_bytes)} bytes"
+        n_bytes /= 1024
+
+
+def check_memory(n_bytes, device, what, fix):
+    """Raise :class:`MemoryError` before allocating more than ``device`` holds in all.
+
+    ``what`` names what would take the memory (the parameter that sizes it,
+    with its value) and ``fix`` says what to do; both go into the message.
+    Sizes that might fit are let through: only what :func:`memory_of` says
+    can never be allocated is refused.
+    """
+    total = memory_of(device)
+    if total is not None and n_bytes > total:
+        device = torch.device(device)
+        where = "this machine" if device.type != "cuda" else f"the GPU {device}"
+        raise MemoryError(
+            f"{what} would need {_bytes_in_words(n_bytes)}, more than the "
+            f"{_bytes_in_words(total)} of memory {where} has; {fix}.")
 
 
 def to_tensor(X, device):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ._callbacks import EpochRecord, TrainingSummary
+from ._device import check_memory
 from ._fastpath import dense_step
 
 
@@ -1138,6 +1139,10 @@ def predict_in_chunks(function, X, device, chunk_size, dtype):
             chunk.numpy()[...] = rows
             result = function(chunk.to(device)).to("cpu")
             if out is None:
-                out = np.empty((n_samples, *result.shape[1:]), dtype=dtype)
+                shape = (n_samples, *result.shape[1:])
+                check_memory(math.prod(shape) * dtype.itemsize, "cpu",
+                             f"The output for {n_samples} rows, of shape {shape} in {dtype},",
+                             "pass fewer rows at a time")
+                out = np.empty(shape, dtype=dtype)
             out[start:start + rows.shape[0]] = result.numpy()
     return out
