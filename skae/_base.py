@@ -45,7 +45,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _data
 from ._callbacks import ProgressBar
-from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
+from ._data import LazyRows, checked_csr, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
     MAX_THREADS,
     check_memory,
@@ -168,11 +168,8 @@ def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
             f"{error}. {type(estimator).__name__} needs numeric input: encode text or "
             "categories first (e.g. OneHotEncoder or OrdinalEncoder).") from None
     X = validated[0] if isinstance(validated, tuple) else validated
-    if sp.issparse(X) and not X.has_canonical_format:
-        # Batches are made dense by writing each nonzero once: duplicates
-        # (which SciPy sums) are summed first, in a copy.
-        X = X.copy()
-        X.sum_duplicates()
+    if sp.issparse(X):
+        X = checked_csr(X)
         validated = (X, validated[1]) if isinstance(validated, tuple) else X
     return validated
 
@@ -961,6 +958,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
     def _validate_codes(self, Z):
         Z = check_array(Z, dtype=[np.float32, np.float64], accept_sparse="csr", input_name="Z")
+        if sp.issparse(Z):
+            Z = checked_csr(Z, input_name="Z")
         if Z.shape[1] != self._n_features_out:
             raise ValueError(
                 f"Z has {Z.shape[1]} columns, but {type(self).__name__} has "
