@@ -739,7 +739,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 raise TrainingDivergedError(
                     f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "
                     f"lower learning_rate_init (now {self._optimizer_settings()[0]}).") from None
-            if started and validating and history.best_epoch < state.n_iter + 1:
+            untrained = validating and history.best_epoch < state.n_iter + 1
+            if started and untrained:
                 # No epoch beat the data-dependent start on the held-out rows:
                 # start from every row instead, the fit's best estimate.
                 self._start_from_data(state.module, every_row,
@@ -757,6 +758,17 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
                 "and the optimisation hasn't converged yet; raise max_iter or tol.",
                 ConvergenceWarning)
+        elif untrained:
+            # Early stopping kept the network training started from: say so,
+            # since the model is then what no epoch of training made.
+            start = ("set up from the data before training" if started else
+                     "as the earlier fit left it" if continuing else "as it was built")
+            warnings.warn(
+                f"{type(self).__name__}: none of the {history.n_epochs} epochs improved the "
+                f"validation score of the network training started from "
+                f"({history.initial_validation_score:.6g}), so that network is kept ({start}). "
+                f"If training should improve on it, lower learning_rate_init (now "
+                f"{self._optimizer_settings()[0]:g}).", ConvergenceWarning)
 
     # ------------------------------------------------------------------ #
     # Inference.
