@@ -305,3 +305,17 @@ def test_kept_starting_network_warns(digits_sample):
         warnings.simplefilter("error", ConvergenceWarning)
         AutoencoderTransformer(learning_rate_init=0.003, early_stopping=True,
                                random_state=0).fit(X)
+
+
+def test_a_start_already_at_the_optimum_is_kept_without_a_warning():
+    """A linear autoencoder set up as PCA starts at its optimum: epochs stay
+    within a fraction of a percent of it, and keeping it is no failure."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 30))
+    X += 0.1 * rng.normal(size=X.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = AutoencoderTransformer(activation="identity", hidden_layer_sizes=(),
+                                       n_components=6, early_stopping=True,
+                                       random_state=0).fit(X[:200])
+    assert max(model.validation_scores_) < model.best_validation_score_  # the start, kept
