@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from numpy.testing import assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -90,6 +91,24 @@ def test_the_network_bound_is_the_memory_and_large_networks_that_fit_train(X, mo
         small.fit(X)  # 16-wide: a few kilobytes
         with pytest.raises(MemoryError, match=r"hidden_layer_sizes=\(2048, 2048\).*100 MiB"):
             clone(wide).fit(X)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_the_bound_is_the_gpus_memory(X):
+    gpu_memory = torch.cuda.get_device_properties(0).total_memory
+    assert memory_of("cuda:0") == gpu_memory
+    # 20 * width parameters of 16 bytes: 1.25 times the GPU's memory.
+    width = gpu_memory // (16 * 2 * X.shape[1]) + 1
+    model = AutoencoderTransformer(hidden_layer_sizes=(width,), **{**FAST, "device": "cuda"})
+    with pytest.raises(MemoryError, match="of memory the GPU cuda"):
+        model.fit(X)
+
+
+def test_the_gpus_memory_is_named_for_a_gpu(monkeypatch):
+    monkeypatch.setattr(skae._device, "memory_of", lambda device: 2**30)
+    with pytest.raises(MemoryError, match="more than the 1 GiB of memory the GPU cuda:1 has"):
+        check_memory(2**31, torch.device("cuda:1"), "This", "ask less")
 
 
 def test_sample_refuses_sizes_larger_than_memory_before_drawing(X):
