@@ -74,6 +74,7 @@ from ._engine import (
     n_held_out,
     predict_in_chunks,
     resolve_batch_size,
+    row_footprint,
     widest_row,
 )
 from ._fastpath import ReconstructionLoss, dense_inference
@@ -657,15 +658,39 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 n_parameters = sum(p.numel() for p in factory().parameters())
         except (NotImplementedError, RuntimeError):  # a module that needs real values
             return
-        params = self.get_params(deep=False)
         # The classifier's network is its autoencoder's encoder and a head.
-        names = [name for name in _SIZE_PARAMETERS if name in params] or ["autoencoder"]
-        sizes = ", ".join(f"{name}={params[name]!r}" for name in names)
+        names = self._size_parameters() or ["autoencoder"]
+        sizes = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
         check_memory(
             _TRAINING_BYTES_PER_PARAMETER * n_parameters, device,
             f"{type(self).__name__} with {sizes} on {n_features} features has "
             f"{n_parameters:,} parameters; training them",
             f"make {' or '.join(names)} smaller")
+
+    @classmethod
+    def _size_parameters(cls):
+        """Names of this estimator's parameters that size its network."""
+        names = cls._get_param_names()
+        return [name for name in _SIZE_PARAMETERS if name in names]
+
+    def _check_batch_fits(self, module, batch_size, per_row, device):
+        """Refuse, before the first step, batches that ``device`` cannot train.
+
+        A step keeps every layer's output for its backward pass: at least
+        ``batch_size`` times the ``per_row`` values one row takes in them
+        (:func:`~skae._engine.row_footprint`), beside the network's parameters.
+        """
+        n_parameters = sum(p.numel() for p in module.parameters())
+        names = self._size_parameters()
+        value_bytes = 2 if self.precision == "bfloat16" else 4
+        check_memory(
+            _TRAINING_BYTES_PER_PARAMETER * n_parameters + value_bytes * batch_size * per_row,
+            device,
+            f"{type(self).__name__} with batch_size={self.batch_size!r} trains on {batch_size} "
+            f"rows a step, each taking {per_row:,} values in the network's layers (beside its "
+            f"{n_parameters:,} parameters); a step",
+            f"lower batch_size, or make {' or '.join(names)} smaller" if names
+            else "lower batch_size")
 
     def _new_state(self, n_features, device, seed=None, module=None):
         """A fresh :class:`TrainingState` (built network, new optimizer)."""
@@ -715,6 +740,9 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             if state is None:
                 state = (self._continued_state(device) if continuing
                          else self._new_state(X.shape[1], device))
+            per_row = None
+            if not continuing:  # also sizes inference chunks (and validation's)
+                state.row_width, per_row = row_footprint(state.module, self.n_features_in_)
             streams = RandomStreams(state.seed, state.n_iter)
             every_row = source = self._source(X, y, device)
             validation = None
@@ -731,6 +759,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             n_rows = (source.n_rows if replicas is None
                       else math.ceil(source.n_rows / replicas.world_size))
             batch_size = resolve_batch_size(self.batch_size, n_rows)
+            if per_row is not None:
+                self._check_batch_fits(state.module, batch_size, per_row, device)
             if self.verbose and self.batch_size != "auto" and batch_size < self.batch_size:
                 print(f"{type(self).__name__}: batch_size={self.batch_size} is larger than "
                       f"the {n_rows} training samples; using {batch_size}.", flush=True)

@@ -5,6 +5,7 @@ estimators call down into it.
 """
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -86,16 +87,23 @@ def memory_of(device):
 
     A CUDA device's own memory; for the CPU (and Apple MPS, which shares
     it) the machine's RAM and swap (psutil's figures when psutil is
-    installed, else the RAM from ``os.sysconf``), within the limit of the
-    Linux control group (a container) the process runs in. This is what
-    the device can hold at all, not what is free now: a size above it can
-    never be allocated, and a size below it is left to the allocator.
+    installed, else the RAM from ``os.sysconf``), within the process's
+    address-space limit (``ulimit -v``) and the limit of the Linux control
+    group (a container) it runs in, read once per process. This is what the
+    device can hold at all, not what is free now: a size above it can never
+    be allocated, and a size below it is left to the allocator.
     """
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory)
     if device.type not in ("cpu", "mps"):
         return None
+    return _host_memory()
+
+
+@functools.lru_cache(maxsize=1)
+def _host_memory():
+    # Read once: every fit asks, and the figures change only by hand.
     try:
         import psutil
 
@@ -105,6 +113,14 @@ def memory_of(device):
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (AttributeError, ValueError, OSError):  # not a POSIX system
             return None
+    try:
+        import resource  # POSIX
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]  # ulimit -v
+        if limit != resource.RLIM_INFINITY:
+            total = min(total, limit)
+    except (ImportError, OSError, ValueError):
+        pass
     for path in ("/sys/fs/cgroup/memory.max",  # cgroup v2; v1 below
                  "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:

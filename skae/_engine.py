@@ -1131,12 +1131,24 @@ def widest_row(module, n_features):
     gradients) and recording every submodule's output; used to size the
     row chunks of inference.
     """
-    widths = [n_features]
+    return row_footprint(module, n_features)[0]
 
-    def record(_module, _inputs, output):
+
+def row_footprint(module, n_features):
+    """``(widest, total)``: the values one input row occupies at most in the
+    input or any layer's output (see :func:`widest_row`), and in the outputs
+    of all the innermost layers together, which a training step keeps for
+    its backward pass: the memory of a batch is at least ``total`` values a row.
+    """
+    widths = [n_features]
+    total = [0]
+
+    def record(submodule, _inputs, output):
         for tensor in output if isinstance(output, tuple) else (output,):
             if isinstance(tensor, torch.Tensor) and tensor.ndim > 0:
                 widths.append(tensor[0].numel())
+                if next(submodule.children(), None) is None:
+                    total[0] += tensor[0].numel()
 
     device = next(module.parameters()).device
     was_training = module.training
@@ -1149,7 +1161,7 @@ def widest_row(module, n_features):
         for handle in handles:
             handle.remove()
         module.train(was_training)
-    return max(widths)
+    return max(widths), total[0]
 
 
 def predict_in_chunks(function, X, device, chunk_size, dtype):

@@ -111,6 +111,20 @@ def test_the_gpus_memory_is_named_for_a_gpu(monkeypatch):
         check_memory(2**31, torch.device("cuda:1"), "This", "ask less")
 
 
+def test_batches_larger_than_memory_are_refused_before_the_first_step(monkeypatch):
+    """A network that fits can still take more than the machine's memory in the
+    outputs of its layers for one batch: torch's allocator error escaped at the
+    first step before. The bound counts every layer's output for each row."""
+    X = np.random.RandomState(0).rand(200, 64)
+    wide = ConvolutionalAutoencoder(channels=(512,), image_shape=(1, 8, 8), **FAST)
+    monkeypatch.setattr(skae._device, "memory_of", lambda device: 8 * 2**20)
+    with pytest.raises(MemoryError, match=r"batch_size='auto' trains on 200 rows a step, each "
+                                          r"taking [\d,]+ values in the network's layers.*"
+                                          "lower batch_size, or make .*channels.* smaller"):
+        clone(wide).fit(X)
+    clone(wide).set_params(batch_size=8).fit(X)
+
+
 def test_sample_refuses_sizes_larger_than_memory_before_drawing(X):
     vae = VariationalAutoencoder(n_components=2, **FAST).fit(X)
     with pytest.raises(MemoryError, match=r"sample\(n_samples=10000000000000\) would need"):
