@@ -947,24 +947,27 @@ def _check_finite(value, what, epoch):
 class DivergenceRule:
     """Training diverged when an epoch's mean loss explodes.
 
-    The reference is the larger of two scales measured before any step: the
-    loss of the starting network on the first batch (the loss is computed
-    before the step), and the mean square of that batch's values, the
-    error of reconstructing every row as zeros, a floor for a start that
+    The reference is the largest of two scales measured before any step and
+    a floor: the loss of the starting network on the first batch (the loss
+    is computed before the step); the mean square of that batch's values,
+    the error of reconstructing every row as zeros, for a start that
     already fits almost perfectly (an autoencoder set up as PCA on data of
     low rank), where Adam's first steps alone raise the loss many times
-    over. An epoch whose mean loss is more than ``factor`` times the
-    reference has diverged: a too-high learning rate takes the loss
-    there in the first epoch (1e14 times the data's variance at
-    ``learning_rate_init=10`` on the digits), and then keeps training
-    far from any useful model even where the loss stays finite.
+    over; and ``floor``, since Adam moves each weight by about the learning
+    rate a step whatever the data's scale (on rows of 1e-8 a healthy loss
+    grew from 1e-16 to 1e-10). An epoch whose mean loss is more than
+    ``factor`` times the reference has diverged: a too-high learning rate
+    takes the loss there in the first epoch (1e14 times the data's variance
+    at ``learning_rate_init=10`` on the digits), and then keeps training far
+    from any useful model even where the loss stays finite.
     """
 
     factor: float = 1e3
+    floor: float = 1.0
     reference: float = math.inf
 
     def start(self, starting_loss, data_scale):
-        self.reference = max(abs(starting_loss), data_scale)
+        self.reference = max(abs(starting_loss), data_scale, self.floor)
 
     def check(self, loss, epoch):
         """Raise :class:`TrainingDivergedError` if ``loss`` has exploded."""

@@ -314,16 +314,32 @@ def test_the_classifier_diverges_too(digits_sample):
 
 def test_divergence_rule_measures_against_the_start_and_the_data():
     rule = DivergenceRule(factor=1e3)
-    rule.start(starting_loss=0.5, data_scale=0.1)
-    rule.check(499.0, epoch=1)
-    with pytest.raises(TrainingDivergedError, match="reached 501 in epoch 2"):
-        rule.check(501.0, epoch=2)
-    # A start that already fits (loss 1e-12) is measured against the data.
-    rule.start(starting_loss=1e-12, data_scale=0.2)
-    rule.check(1e-3, epoch=1)
+    rule.start(starting_loss=5.0, data_scale=0.1)
+    rule.check(4999.0, epoch=1)
+    with pytest.raises(TrainingDivergedError, match="reached 5.01e\\+03 in epoch 2"):
+        rule.check(5010.0, epoch=2)
+    # A start that already fits is measured against the data...
+    rule.start(starting_loss=1e-12, data_scale=20.0)
+    rule.check(1e4, epoch=1)
+    with pytest.raises(TrainingDivergedError):
+        rule.check(2.1e4, epoch=1)
+    # ... and against 1 when both are tiny.
+    rule.start(starting_loss=0.0, data_scale=1e-16)
+    rule.check(999.0, epoch=1)
     rule.start(starting_loss=-3.0, data_scale=0.0)  # a loss may be negative
     with pytest.raises(TrainingDivergedError):
         rule.check(3001.0, epoch=1)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e-8, 3.0])
+@pytest.mark.parametrize("estimator", [*DIVERGING, AutoencoderTransformer(init="random")],
+                         ids=lambda e: type(e).__name__)
+def test_constant_data_of_any_scale_is_no_divergence(estimator, value):
+    """Healthy training on rows of 1e-8 grows the loss from 1e-16 to 1e-10."""
+    X = np.full((50, 64), value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clone(estimator).set_params(max_iter=50, n_components=2, random_state=0).fit(X)
 
 
 def test_kept_starting_network_warns(digits_sample):
