@@ -48,11 +48,22 @@ def X():
 
 def test_memory_of_the_cpu_is_the_machines():
     total = memory_of("cpu")
-    assert isinstance(total, int) and 2**28 < total < 2**60
-    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        # RAM (and swap where psutil sees it), within a container's limit.
-        assert total >= min(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                            total)
+    assert isinstance(total, int) and total > 2**28
+    assert memory_of(torch.device("cpu")) == total
+    if not hasattr(os, "sysconf") or "SC_PHYS_PAGES" not in os.sysconf_names:
+        return
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    import resource
+
+    limited = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                limited |= int(file.read()) < ram
+        except (OSError, ValueError):
+            pass
+    if not limited:  # RAM, and swap where psutil sees it
+        assert total >= ram
 
 
 HUGE = r"hidden_layer_sizes=\(1000000000000,\)"
