@@ -45,8 +45,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _data
 from ._callbacks import ProgressBar
-from ._data import LazyRows, largest_magnitude, reads_in_blocks, validate_rows
+from ._data import LazyRows, checked_csr, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
+    MAX_THREADS,
+    check_memory,
     derive_seed,
     flush_denormal,
     in_parallel_worker,
@@ -74,6 +76,7 @@ from ._engine import (
     n_held_out,
     predict_in_chunks,
     resolve_batch_size,
+    row_footprint,
     widest_row,
 )
 from ._fastpath import ReconstructionLoss, dense_inference
@@ -176,11 +179,8 @@ def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
             f"{error}. {type(estimator).__name__} needs numeric input: encode text or "
             "categories first (e.g. OneHotEncoder or OrdinalEncoder).") from None
     X = validated[0] if isinstance(validated, tuple) else validated
-    if sp.issparse(X) and not X.has_canonical_format:
-        # Batches are made dense by writing each nonzero once: duplicates
-        # (which SciPy sums) are summed first, in a copy.
-        X = X.copy()
-        X.sum_duplicates()
+    if sp.issparse(X):
+        X = checked_csr(X)
         validated = (X, validated[1]) if isinstance(validated, tuple) else X
     return validated
 
@@ -430,6 +430,13 @@ def check_layout(state, owner):
 # --------------------------------------------------------------------------- #
 # The core of every estimator.
 
+# Float32 weight, gradient and Adam's two moments: what training holds for
+# each parameter, at the least.
+_TRAINING_BYTES_PER_PARAMETER = 16
+
+# The parameters that size a network, named when one is too large.
+_SIZE_PARAMETERS = ("hidden_layer_sizes", "channels", "kernel_size", "n_components")
+
 _TRAINING_CONSTRAINTS = {
     "alpha": [Interval(Real, 0, None, closed="left")],
     "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -444,10 +451,26 @@ _TRAINING_CONSTRAINTS = {
     "verbose": ["verbose"],
     "callbacks": [None, list, tuple],
     "device": [str, torch.device],
-    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "n_threads": [None, Interval(Integral, 1, MAX_THREADS, closed="both")],
     "precision": [StrOptions({"float32", "bfloat16"})],
     "distributed": ["boolean"],
 }
+
+
+def _left_its_start(history, gap=0.01):
+    """Whether every epoch of a fit scored worse than its starting network, by
+    more than ``gap`` of that score.
+
+    Then training moved away from its start and never came back (a learning
+    rate too high: 39% and 115% worse at learning_rate_init=0.1 on the
+    digits and on breast cancer). A start already at the optimum (a linear
+    autoencoder set up as PCA) is not: its epochs stay within a fraction of
+    a percent of it (0.05-0.3%, measured), training has converged there,
+    and keeping it needs no warning.
+    """
+    start = history.initial_validation_score
+    best_epoch = max(history.validation_scores, default=-math.inf)
+    return start - best_epoch > gap * abs(start)
 
 
 class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
@@ -736,12 +759,60 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{self.validation_fraction} of {n_rows} {what}, leaving none to train on; "
                 f"pass more {what} or set early_stopping=False.")
 
+    def _check_network_fits(self, factory, n_features, device):
+        """Refuse, before torch allocates, a network that ``device`` cannot train.
+
+        Its parameters are counted on torch's ``meta`` device (shapes only,
+        no memory, no random draws); training holds each one four times
+        in float32 (weight, gradient and Adam's two moments).
+        """
+        try:
+            with torch.device("meta"):
+                n_parameters = sum(p.numel() for p in factory().parameters())
+        except (NotImplementedError, RuntimeError):  # a module that needs real values
+            return
+        # The classifier's network is its autoencoder's encoder and a head.
+        names = self._size_parameters() or ["autoencoder"]
+        sizes = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        check_memory(
+            _TRAINING_BYTES_PER_PARAMETER * n_parameters, device,
+            f"{type(self).__name__} with {sizes} on {n_features} features has "
+            f"{n_parameters:,} parameters; training them",
+            f"make {' or '.join(names)} smaller")
+
+    @classmethod
+    def _size_parameters(cls):
+        """Names of this estimator's parameters that size its network."""
+        names = cls._get_param_names()
+        return [name for name in _SIZE_PARAMETERS if name in names]
+
+    def _check_batch_fits(self, module, batch_size, per_row, device):
+        """Refuse, before the first step, batches that ``device`` cannot train.
+
+        A step keeps every layer's output for its backward pass: at least
+        ``batch_size`` times the ``per_row`` values one row takes in them
+        (:func:`~skae._engine.row_footprint`), beside the network's parameters.
+        """
+        n_parameters = sum(p.numel() for p in module.parameters())
+        names = self._size_parameters()
+        value_bytes = 2 if self.precision == "bfloat16" else 4
+        check_memory(
+            _TRAINING_BYTES_PER_PARAMETER * n_parameters + value_bytes * batch_size * per_row,
+            device,
+            f"{type(self).__name__} with batch_size={self.batch_size!r} trains on {batch_size} "
+            f"rows a step, each taking {per_row:,} values in the network's layers (beside its "
+            f"{n_parameters:,} parameters); a step",
+            f"lower batch_size, or make {' or '.join(names)} smaller" if names
+            else "lower batch_size")
+
     def _new_state(self, architecture, device, seed=None):
         """A fresh :class:`TrainingState`: the network ``architecture`` describes,
         initialised from the seed's init stream, and a new optimizer."""
         seed = self._draw_seed() if seed is None else seed
+        factory = lambda: build_network(architecture)  # noqa: E731
+        self._check_network_fits(factory, self.n_features_in_, device)
         generator = RandomStreams(seed).generator(RandomStreams.INIT)
-        module = materialize(lambda: build_network(architecture), generator, device)
+        module = materialize(factory, generator, device)
         optimizer = make_optimizer(module, *self._optimizer_settings())
         return TrainingState(module, optimizer, seed, architecture, self._network_params())
 
@@ -798,6 +869,9 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 state = (self._continued_state(device, incremental) if continuing else
                          self._new_state(self._network_architecture(X.shape[1], row_shape),
                                          device))
+            per_row = None
+            if not continuing:  # also sizes inference chunks (and validation's)
+                state.row_width, per_row = row_footprint(state.module, self.n_features_in_)
             streams = RandomStreams(state.seed, state.n_iter)
             every_row = source = self._source(X, y, device)
             validation = None
@@ -814,6 +888,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             n_rows = (source.n_rows if replicas is None
                       else math.ceil(source.n_rows / replicas.world_size))
             batch_size = resolve_batch_size(self.batch_size, n_rows)
+            if per_row is not None:
+                self._check_batch_fits(state.module, batch_size, per_row, device)
             if self.verbose and self.batch_size != "auto" and batch_size < self.batch_size:
                 print(f"{type(self).__name__}: batch_size={self.batch_size} is larger than "
                       f"the {n_rows} training samples; using {batch_size}.", flush=True)
@@ -838,7 +914,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 raise TrainingDivergedError(
                     f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "
                     f"lower learning_rate_init (now {self._optimizer_settings()[0]}).") from None
-            if started and validating and history.best_epoch < state.n_iter + 1:
+            untrained = validating and history.best_epoch < state.n_iter + 1
+            if started and untrained:
                 # No epoch beat the data-dependent start on the held-out rows:
                 # start from every row instead, the fit's best estimate.
                 self._start_from_data(state, every_row,
@@ -856,6 +933,17 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
                 "and the optimisation hasn't converged yet; raise max_iter or tol.",
                 ConvergenceWarning)
+        elif untrained and _left_its_start(history):
+            # Early stopping kept the network training started from: say so,
+            # since the model is then what no epoch of training made.
+            start = ("set up from the data before training" if started else
+                     "as the earlier fit left it" if continuing else "as it was built")
+            warnings.warn(
+                f"{type(self).__name__}: none of the {history.n_epochs} epochs improved the "
+                f"validation score of the network training started from "
+                f"({history.initial_validation_score:.6g}), so that network is kept ({start}). "
+                f"If training should improve on it, lower learning_rate_init (now "
+                f"{self._optimizer_settings()[0]:g}).", ConvergenceWarning)
 
     # ------------------------------------------------------------------ #
     # Inference.
@@ -1075,6 +1163,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
     def _validate_codes(self, Z):
         Z = check_array(Z, dtype=[np.float32, np.float64], accept_sparse="csr", input_name="Z")
+        if sp.issparse(Z):
+            Z = checked_csr(Z, input_name="Z")
         if Z.shape[1] != self._n_features_out:
             raise ValueError(
                 f"Z has {Z.shape[1]} columns, but {type(self).__name__} has "

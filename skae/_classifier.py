@@ -118,7 +118,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         model's ``device`` is that string.
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call of phase 2 and
-        prediction (None keeps torch's setting).
+        prediction (None keeps torch's setting); at most 1024.
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the training steps: ``"bfloat16"`` runs the forward
         pass and the loss under :func:`torch.autocast` in bfloat16, faster

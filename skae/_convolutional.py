@@ -140,7 +140,8 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         One thread is the measured default: on a 2-core machine it was at
         most 1.4x slower than two threads when the machine was idle, and two
         threads were 2.2-2.8x slower than one when another process was busy.
-        ``None`` keeps torch's own setting.
+        ``None`` keeps torch's own setting. At most 1024: more threads than
+        cores only slow torch down, and far more end the process.
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the training steps: ``"bfloat16"`` runs the forward
         pass and the loss under :func:`torch.autocast` in bfloat16, faster

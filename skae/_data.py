@@ -1,10 +1,13 @@
-"""Data too large to convert whole: arrays read in blocks of rows.
+"""Data that is not one plain array: arrays read in blocks, and sparse matrices.
 
 A NumPy memmap, or any array-like that reads its rows on demand (HDF5, Zarr,
 Dask arrays), is validated without being read (:func:`validate_rows`) and
 wrapped in :class:`LazyRows`, which checks the values of every slice as it is
 read. Training reads it through :class:`skae._engine.BlockSource`, inference
 in chunks of a few blocks.
+
+A CSR matrix is trained on as its three arrays; :func:`checked_csr` checks
+that they describe a matrix before any of them is used as an index.
 """
 
 import numpy as np
@@ -101,3 +104,32 @@ def largest_magnitude(X, chunk_rows=1 << 14):
         return float(abs(X).max()) if X.nnz else 0.0
     return max(float(np.abs(np.asarray(X[start:start + chunk_rows])).max(initial=0))
                for start in range(0, X.shape[0], chunk_rows))
+
+
+def checked_csr(X, input_name="X"):
+    """A CSR matrix equal to ``X`` whose structure is checked and canonical.
+
+    The checks are SciPy's full ones (``check_format(full_check=True)``):
+    ``indptr`` starts at 0, never decreases and ends within ``indices``,
+    and every column index lies in ``[0, n_columns)``. Without them a
+    column index out of range is read from the wrong row, or makes torch
+    raise an ``IndexError`` halfway through training. Rows with unsorted
+    or repeated column indices are put in canonical form (sorted, repeats
+    summed, as SciPy does) in a copy: ``X`` itself is never modified.
+    """
+    try:
+        # A new matrix on the same arrays: checking it may prune or retype
+        # its arrays, or cache flags, none of which must reach the caller's.
+        view = type(X)((X.data, X.indices, X.indptr), shape=X.shape, copy=False)
+        view.check_format(full_check=True)
+    except ValueError as error:
+        raise ValueError(
+            f"{input_name} is not a valid CSR matrix: {error}. Its data, indices and "
+            "indptr arrays were probably changed after it was built; build it with "
+            "scipy.sparse's constructors, which check them.") from None
+    if not view.has_canonical_format:
+        # Batches are made dense by writing each nonzero once: duplicates
+        # (which SciPy sums) are summed first, in a copy.
+        view = view.copy()
+        view.sum_duplicates()
+    return view

@@ -1,10 +1,12 @@
-"""Device resolution, tensor conversion, seeding and thread control.
+"""Device resolution, device memory, tensor conversion, seeding and thread control.
 
 Everything here is independent of scikit-learn estimators; the engine and the
 estimators call down into it.
 """
 
 import contextlib
+import functools
+import os
 import sys
 import threading
 import warnings
@@ -80,6 +82,80 @@ def device_is_available(device):
     return True
 
 
+def memory_of(device):
+    """Bytes of memory ``device`` has in all, or None where it cannot be told.
+
+    A CUDA device's own memory; for the CPU (and Apple MPS, which shares
+    it) the machine's RAM and swap (psutil's figures when psutil is
+    installed, else the RAM from ``os.sysconf``), within the process's
+    address-space limit (``ulimit -v``) and the limit of the Linux control
+    group (a container) it runs in, read once per process. This is what the
+    device can hold at all, not what is free now: a size above it can never
+    be allocated, and a size below it is left to the allocator.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type not in ("cpu", "mps"):
+        return None
+    return _host_memory()
+
+
+@functools.lru_cache(maxsize=1)
+def _host_memory():
+    # Read once: every fit asks, and the figures change only by hand.
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total + psutil.swap_memory().total)
+    except (ImportError, OSError):  # psutil absent, or unable to read this system
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not a POSIX system
+            return None
+    try:
+        import resource  # POSIX
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]  # ulimit -v
+        if limit != resource.RLIM_INFINITY:
+            total = min(total, limit)
+    except (ImportError, OSError, ValueError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max",  # cgroup v2; v1 below
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                total = min(total, int(file.read()))
+            break
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            continue
+    return total if total > 0 else None
+
+
+def _bytes_in_words(n_bytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{int(n_bytes)} bytes"
+        n_bytes /= 1024
+
+
+def check_memory(n_bytes, device, what, fix):
+    """Raise :class:`MemoryError` before allocating more than ``device`` holds in all.
+
+    ``what`` names what would take the memory (the parameter that sizes it,
+    with its value) and ``fix`` says what to do; both go into the message.
+    Sizes that might fit are let through: only what :func:`memory_of` says
+    can never be allocated is refused.
+    """
+    total = memory_of(device)
+    if total is not None and n_bytes > total:
+        device = torch.device(device)
+        where = "this machine" if device.type != "cuda" else f"the GPU {device}"
+        raise MemoryError(
+            f"{what} would need {_bytes_in_words(n_bytes)}, more than the "
+            f"{_bytes_in_words(total)} of memory {where} has; {fix}.")
+
+
 def to_tensor(X, device):
     """Convert an array to a float32 tensor on ``device``, copying at most once.
 
@@ -132,6 +208,13 @@ def make_generator(seed, device):
     return generator
 
 
+#: The most intra-op threads ``n_threads`` may ask for. More threads than
+#: cores only slow torch down, and torch's OpenMP runtime ends the whole
+#: process (a segmentation fault, or libgomp's "Thread creation failed")
+#: when it cannot start the threads asked for: 20,000 did on a 2-core Linux
+#: machine, 4,096 did not. 1,024 leaves room for the largest CPUs.
+MAX_THREADS = 1024
+
 _THREADS_LOCK = threading.Lock()
 _threads_users = 0
 _threads_saved = None
@@ -166,12 +249,19 @@ def torch_threads(n_threads):
     thread (its default OpenMP backend), each block restores its own
     thread's count; where the count is process-wide, blocks that overlap
     from several threads share it, and the last one to end restores the
-    count the first one found. ``None`` leaves it untouched.
+    count the first one found. ``None`` leaves it untouched; a count
+    outside ``[1, MAX_THREADS]`` raises :class:`ValueError`.
     """
     global _threads_users, _threads_saved
     if n_threads is None:
         yield
         return
+    if not 1 <= n_threads <= MAX_THREADS:
+        # Inference reads n_threads without validating the parameters, and
+        # too many threads end the process instead of raising.
+        raise ValueError(
+            f"n_threads must be None or an int in [1, {MAX_THREADS}], got {n_threads!r}; "
+            "use at most the machine's cores (os.cpu_count()).")
     with _THREADS_LOCK:
         per_thread = _thread_counts_are_per_thread()
         previous = torch.get_num_threads()

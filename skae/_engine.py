@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ._callbacks import EpochRecord, TrainingSummary
+from ._device import check_memory
 from ._fastpath import dense_step
 
 
@@ -810,6 +811,10 @@ class Trainer:
         self.autocast_dtype = autocast_dtype
         self.replicas = replicas
         self._replicated = None if replicas is None else replicas.wrap(module, loss_fn)
+        #: The loss of the network as it was before its first step (on the
+        #: first batch), and the mean square of that batch's values: the
+        #: scales :class:`DivergenceRule` measures an epoch's loss against.
+        self.starting_loss = self.data_scale = None
         self.train_step = (
             fast_path and replicas is None and autocast_dtype is None
             and dense_step(module, loss_fn, optimizer, noise_generator, self.autograd_step)
@@ -857,6 +862,9 @@ class Trainer:
         replicated = self.replicas is not None
         for X_batch, y_batch in source.batches(self.batch_size, self.shuffle_generator, shard):
             loss, parts = self.train_step(X_batch, y_batch)
+            if self.starting_loss is None:  # the loss is computed before the step
+                self.starting_loss = float(loss)
+                self.data_scale = float(X_batch.detach().to(torch.float32).square().mean())
             weight = X_batch.shape[0]
             n_seen += weight
             total = loss * weight if total is None else total + loss * weight
@@ -990,6 +998,41 @@ def _check_finite(value, what, epoch):
         raise TrainingDivergedError(f"The {what} became {value} (not finite) in epoch {epoch}.")
 
 
+@dataclass
+class DivergenceRule:
+    """Training diverged when an epoch's mean loss explodes.
+
+    The reference is the largest of two scales measured before any step and
+    a floor: the loss of the starting network on the first batch (the loss
+    is computed before the step); the mean square of that batch's values,
+    the error of reconstructing every row as zeros, for a start that
+    already fits almost perfectly (an autoencoder set up as PCA on data of
+    low rank), where Adam's first steps alone raise the loss many times
+    over; and ``floor``, since Adam moves each weight by about the learning
+    rate a step whatever the data's scale (on rows of 1e-8 a healthy loss
+    grew from 1e-16 to 1e-10). An epoch whose mean loss is more than
+    ``factor`` times the reference has diverged: a too-high learning rate
+    takes the loss there in the first epoch (1e14 times the data's variance
+    at ``learning_rate_init=10`` on the digits), and then keeps training far
+    from any useful model even where the loss stays finite.
+    """
+
+    factor: float = 1e3
+    floor: float = 1.0
+    reference: float = math.inf
+
+    def start(self, starting_loss, data_scale):
+        self.reference = max(abs(starting_loss), data_scale, self.floor)
+
+    def check(self, loss, epoch):
+        """Raise :class:`TrainingDivergedError` if ``loss`` has exploded."""
+        if loss > self.factor * self.reference:
+            raise TrainingDivergedError(
+                f"The training loss reached {loss:.3g} in epoch {epoch}, more than "
+                f"{self.factor:g} times its scale when training started ({self.reference:.3g}): "
+                "training diverged.")
+
+
 def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=None,
              callbacks=(), first_epoch=1, phase="fit", name="model", single_call=False,
              lr_reductions=1, lr_factor=0.1, relative_tol=True):
@@ -1028,9 +1071,11 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
     Raises
     ------
     TrainingDivergedError
-        When the loss, the validation score or a weight is not finite.
+        When the loss, the validation score or a weight is not finite, or
+        the loss explodes (see :class:`DivergenceRule`).
     """
     history = History()
+    divergence = DivergenceRule()
     module = trainer.module
     replicas = trainer.replicas
     best_state = None
@@ -1056,6 +1101,12 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
                 interrupt.requested = False
                 raise KeyboardInterrupt
             _check_finite(loss, "training loss", epoch)
+            if epoch == first_epoch:
+                start = [trainer.starting_loss, trainer.data_scale]
+                if replicas is not None:  # every replica must judge alike
+                    start = [value / replicas.world_size for value in replicas.sum(start)]
+                divergence.start(*start)
+            divergence.check(loss, epoch)
             history.n_epochs += 1
             history.loss_curve.append(loss)
             for part, value in parts.items():
@@ -1138,12 +1189,24 @@ def widest_row(module, n_features):
     gradients) and recording every submodule's output; used to size the
     row chunks of inference.
     """
-    widths = [n_features]
+    return row_footprint(module, n_features)[0]
 
-    def record(_module, _inputs, output):
+
+def row_footprint(module, n_features):
+    """``(widest, total)``: the values one input row occupies at most in the
+    input or any layer's output (see :func:`widest_row`), and in the outputs
+    of all the innermost layers together, which a training step keeps for
+    its backward pass: the memory of a batch is at least ``total`` values a row.
+    """
+    widths = [n_features]
+    total = [0]
+
+    def record(submodule, _inputs, output):
         for tensor in output if isinstance(output, tuple) else (output,):
             if isinstance(tensor, torch.Tensor) and tensor.ndim > 0:
                 widths.append(tensor[0].numel())
+                if next(submodule.children(), None) is None:
+                    total[0] += tensor[0].numel()
 
     device = next(module.parameters()).device
     was_training = module.training
@@ -1156,7 +1219,7 @@ def widest_row(module, n_features):
         for handle in handles:
             handle.remove()
         module.train(was_training)
-    return max(widths)
+    return max(widths), total[0]
 
 
 def predict_in_chunks(function, X, device, chunk_size, dtype):
@@ -1193,6 +1256,10 @@ def predict_in_chunks(function, X, device, chunk_size, dtype):
             chunk.numpy()[...] = rows
             result = function(chunk.to(device)).to("cpu")
             if out is None:
-                out = np.empty((n_samples, *result.shape[1:]), dtype=dtype)
+                shape = (n_samples, *result.shape[1:])
+                check_memory(math.prod(shape) * dtype.itemsize, "cpu",
+                             f"The output for {n_samples} rows, of shape {shape} in {dtype},",
+                             "pass fewer rows at a time")
+                out = np.empty(shape, dtype=dtype)
             out[start:start + rows.shape[0]] = result.numpy()
     return out

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder, sample_rows
-from ._device import make_generator, seed_from_random_state
+from ._device import check_memory, make_generator, seed_from_random_state
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -143,7 +143,8 @@ class VariationalAutoencoder(BaseAutoencoder):
         One thread is the measured default: on a 2-core machine it was at
         most 1.4x slower than two threads when the machine was idle, and two
         threads were 2.2-2.8x slower than one when another process was busy.
-        ``None`` keeps torch's own setting.
+        ``None`` keeps torch's own setting. At most 1024: more threads than
+        cores only slow torch down, and far more end the process.
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the training steps: ``"bfloat16"`` runs the forward
         pass and the loss under :func:`torch.autocast` in bfloat16, faster
@@ -415,11 +416,21 @@ class VariationalAutoencoder(BaseAutoencoder):
         -------
         X : ndarray of shape (n_samples, n_features)
             The generated rows, float64.
+
+        Raises
+        ------
+        MemoryError
+            Before anything is drawn, when the samples would take more
+            memory than this machine has.
         """
         check_is_fitted(self)
         if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        n_samples = int(n_samples)
+        # Codes in float32 and float64, and the float64 rows decoded from them.
+        check_memory(n_samples * (12 * self._n_features_out + 8 * self.n_features_in_), "cpu",
+                     f"sample(n_samples={n_samples})", "draw fewer samples per call")
         generator = make_generator(seed_from_random_state(random_state), "cpu")
         # Codes are drawn on the CPU so that a seed gives the same codes on every device.
-        codes = torch.randn((int(n_samples), self._n_features_out), generator=generator)
+        codes = torch.randn((n_samples, self._n_features_out), generator=generator)
         return self._predict(self._decode, codes.numpy().astype(np.float64))

@@ -1,6 +1,6 @@
 """Bad input, fuzzed: every public method either returns a finite, correctly
-shaped result or raises a ValueError/TypeError a user can act on, never a
-torch error or torch's wording."""
+shaped result or raises a ValueError/TypeError (a MemoryError for sizes no
+machine holds) a user can act on, never a torch error or torch's wording."""
 
 import os
 import warnings
@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -107,7 +108,7 @@ def _check_outcome(call, expected_shape):
             warnings.simplefilter("ignore")
             with np.errstate(all="ignore"):
                 result = call()
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, MemoryError) as error:
         message = str(error).lower()
         assert message, "an error without a message"
         assert not any(word in message for word in TORCH_WORDING), message
@@ -169,7 +170,7 @@ def test_predict(X):
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(n_samples=st.one_of(st.integers(-3, 50), st.floats(allow_nan=True), st.text(max_size=3),
-                           st.none(), st.booleans()),
+                           st.none(), st.booleans(), st.integers(10**14, 10**18)),
        random_state=st.one_of(st.none(), st.integers(0, 2**31), st.text(max_size=2)))
 def test_sample(n_samples, random_state):
     expected = (n_samples, N_FEATURES) if isinstance(n_samples, int) and not isinstance(
@@ -177,6 +178,47 @@ def test_sample(n_samples, random_state):
     outcome = _check_outcome(
         lambda: MODELS["vae"].sample(n_samples, random_state=random_state), expected)
     assert outcome == "refused" or expected is not None
+
+
+@st.composite
+def csr_arrays(draw, n_features):
+    """CSR matrices whose arrays were set by hand: column indices in and out of
+    range, unsorted and repeated, indptr that may decrease or overrun."""
+    n_rows = draw(st.integers(1, 6))
+    nnz = draw(st.integers(0, 12))
+    indices = draw(st.lists(st.integers(-2, n_features + 2), min_size=nnz, max_size=nnz))
+    cuts = sorted(draw(st.lists(st.integers(0, nnz), min_size=n_rows - 1,
+                                max_size=n_rows - 1)))
+    indptr = np.array([0, *cuts, nnz], dtype=np.int32)
+    if draw(st.booleans()):
+        indptr[1:-1] = draw(st.permutations(indptr[1:-1].tolist()))
+    indptr[-1] += draw(st.sampled_from([0, 0, -1, 2]))
+    X = sp.csr_matrix((n_rows, n_features))
+    # Set after construction, as code that edits a matrix in place does.
+    X.data = np.random.RandomState(nnz).normal(size=nnz)
+    X.indices = np.array(indices, dtype=np.int32)
+    X.indptr = indptr
+    return X
+
+
+@COMMON
+@given(X=csr_arrays(N_FEATURES), name=st.sampled_from(sorted(MODELS)))
+def test_sparse_structure(X, name):
+    """A malformed matrix is refused in every method, before any of its indices
+    is used; the caller's arrays are never changed."""
+    model = MODELS[name]
+    arrays = [X.data.copy(), X.indices.copy(), X.indptr.copy()]
+    n = X.shape[0]
+    if name == "clf":
+        y = np.arange(n) % 2
+        _check_outcome(lambda: clone(model).fit(X, y), None)
+        _check_outcome(lambda: model.predict_proba(X), (n, 2))
+    else:
+        _check_outcome(lambda: clone(model).fit(X), None)
+        _check_outcome(lambda: model.transform(X), (n, 2))
+        _check_outcome(lambda: model.score_samples(X), (n,))
+    for before, after in zip(arrays, [X.data, X.indices, X.indptr]):
+        np.testing.assert_array_equal(before, after)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
