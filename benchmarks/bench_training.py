@@ -551,12 +551,12 @@ def transform_section(X, repeats, threads, n_components=10):
 
     def big_chunks(model, data):
         # The chunk size of the previous release (16 MiB of float32 per chunk).
-        saved = skae._base._CHUNK_FLOATS
-        skae._base._CHUNK_FLOATS = 1 << 22
+        saved = skae._inference._CHUNK_FLOATS
+        skae._inference._CHUNK_FLOATS = 1 << 22
         try:
             return model.transform(data)
         finally:
-            skae._base._CHUNK_FLOATS = saved
+            skae._inference._CHUNK_FLOATS = saved
 
     calls = {}
     for name, data in inputs.items():

@@ -140,8 +140,9 @@ def _largest_difference(first, second):
 
 
 def check_stream():
-    import skae._base as base
     import skae._data as data
+
+    import skae._base as base
 
     rng = np.random.RandomState(0)
     X = (rng.normal(size=(int(100_000 * ROWS), 16)) @ rng.normal(size=(16, 256))).astype(

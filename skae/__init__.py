@@ -19,7 +19,7 @@ _SOURCES = {
     "DenoisingAutoencoder": "._denoising",
     "EpochRecord": "._callbacks",
     "ProgressBar": "._callbacks",
-    "TrainingDivergedError": "._engine",
+    "TrainingDivergedError": "._stopping",
     "TrainingSummary": "._callbacks",
     "VariationalAutoencoder": "._variational",
 }

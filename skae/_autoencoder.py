@@ -1,9 +1,13 @@
 """AutoencoderTransformer: a stacked (symmetric) dense autoencoder."""
 
+import numpy as np
+import torch
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.extmath import randomized_svd
 
-from ._base import BaseAutoencoder, ReconstructionLoss, principal_components
+from ._base import BaseAutoencoder, ReconstructionLoss
 from ._modules import can_start_at_pca, start_at_pca
+from ._sources import sample_rows
 
 
 class AutoencoderTransformer(BaseAutoencoder):
@@ -264,3 +268,27 @@ class AutoencoderTransformer(BaseAutoencoder):
                 **self._network_params()}
 
     _training_loss = ReconstructionLoss()
+
+
+def principal_components(source, n_components, generator, max_rows=10_000):
+    """Mean and leading principal axes (rows) of a sample of a source's rows.
+
+    Up to ``max_rows`` rows (fewer for very wide rows: at most 2**24
+    values) drawn at random, in float64. An exact SVD for small samples, a
+    randomized one [1]_ otherwise.
+
+    References
+    ----------
+    .. [1] N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure
+       with randomness", SIAM Review 53 (2), 2011.
+    """
+    sample = sample_rows(source, generator, max_rows, min_rows=n_components + 1)
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    k = min(n_components, *centred.shape)
+    if centred.size <= 4_000_000:
+        _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    else:
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        _, _, axes = randomized_svd(centred, k, random_state=seed)
+    return mean, axes[:k]

@@ -20,10 +20,8 @@ from plain reconstruction, what its outputs are.
 """
 
 import contextlib
-import copy
 import math
 import os
-import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -40,118 +38,43 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.extmath import randomized_svd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _data
 from ._callbacks import ProgressBar
-from ._data import LazyRows, checked_csr, largest_magnitude, reads_in_blocks, validate_rows
 from ._device import (
     MAX_THREADS,
     check_memory,
-    derive_seed,
     flush_denormal,
     in_parallel_worker,
-    make_generator,
-    map_location_for,
     resolve_device,
     seed_from_random_state,
-    to_pinned_tensor,
-    to_tensor,
     torch_threads,
 )
-from ._engine import (
-    BlockSource,
-    Replicas,
-    SparseSource,
-    StreamingSource,
-    TensorSource,
-    Trainer,
-    TrainingDivergedError,
-    Validation,
-    fit_loop,
-    launched_by_a_launcher,
-    launcher_process_group,
-    make_optimizer,
-    n_held_out,
-    predict_in_chunks,
-    resolve_batch_size,
-    row_footprint,
-    widest_row,
-)
+from ._distributed import Replicas, launched_by_a_launcher, launcher_process_group
+from ._engine import Trainer, TrainingDivergedError, Validation, fit_loop, resolve_batch_size
 from ._fastpath import ReconstructionLoss, dense_inference
+from ._inference import chunk_rows, predict_in_chunks, row_footprint, widest_row
 from ._modules import (
     ACTIVATIONS,
-    ConvAutoencoder,
-    EncoderClassifier,
-    MLPAutoencoder,
-    MLPVariationalAutoencoder,
     corrupt,
     materialize,
 )
-
-# Rows per inference chunk are chosen so that one chunk's widest activation
-# holds about this many floats (256 KiB in float32): a chunk and its
-# activations stay in the core's cache from the copy to the last product.
-# The earlier 16 MiB chunks made transform of the default autoencoder 1.6x
-# slower (benchmarks/bench_training.py). Wide rows still get 256 rows a chunk
-# (products of a dozen rows ran 2.3x slower at 5,000 features), up to 64
-# times that size (16 MiB); see _chunk_rows.
-_CHUNK_FLOATS = 1 << 16
-
-# On CUDA, training rows stay in pinned host memory and are streamed to the
-# device batch by batch when, as float32, they would take more than this
-# fraction of its free memory (the rest is for the network, its optimizer
-# and its activations).
-_DEVICE_MEMORY_FRACTION = 0.5
-
-
-def check_noise_level(noise, noise_level):
-    """A dropout rate must be below 1 (a Gaussian deviation has no upper bound)."""
-    if noise == "dropout" and not noise_level < 1:
-        raise ValueError(
-            "noise_level is the dropout rate when noise='dropout' and must be "
-            f"in [0, 1), got {noise_level!r}.")
+from ._optim import make_optimizer
+from ._sources import (
+    LazyRows,
+    block_rows,
+    checked_csr,
+    largest_magnitude,
+    make_source,
+    n_held_out,
+    reads_in_blocks,
+    validate_rows,
+)
+from ._state import RandomStreams, TrainingState, build_network, check_layout
 
 
 def _per_row_squared_error(reconstruction, X):
     return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
-
-
-def sample_rows(source, generator, max_rows=10_000, min_rows=2):
-    """A random sample of a source's rows, as a 2-D float64 NumPy array.
-
-    Up to ``max_rows`` rows (fewer for very wide rows: at most 2**24 values,
-    but at least ``min_rows``), drawn from ``generator``.
-    """
-    width = source.n_columns if hasattr(source, "n_columns") else math.prod(source.X.shape[1:])
-    n_rows = min(source.n_rows, max_rows, max(min_rows, 2**24 // max(1, width)))
-    sample, _ = next(iter(source.batches(n_rows, generator)))
-    return sample.detach().to("cpu", torch.float64).numpy().reshape(sample.shape[0], -1)
-
-
-def principal_components(source, n_components, generator, max_rows=10_000):
-    """Mean and leading principal axes (rows) of a sample of a source's rows.
-
-    Up to ``max_rows`` rows (fewer for very wide rows: at most 2**24
-    values) drawn at random, in float64. An exact SVD for small samples, a
-    randomized one [1]_ otherwise.
-
-    References
-    ----------
-    .. [1] N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure
-       with randomness", SIAM Review 53 (2), 2011.
-    """
-    sample = sample_rows(source, generator, max_rows, min_rows=n_components + 1)
-    mean = sample.mean(axis=0)
-    centred = sample - mean
-    k = min(n_components, *centred.shape)
-    if centred.size <= 4_000_000:
-        _, _, axes = np.linalg.svd(centred, full_matrices=False)
-    else:
-        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        _, _, axes = randomized_svd(centred, k, random_state=seed)
-    return mean, axes[:k]
 
 
 def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
@@ -183,248 +106,6 @@ def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
         X = checked_csr(X)
         validated = (X, validated[1]) if isinstance(validated, tuple) else X
     return validated
-
-
-class RandomStreams:
-    """The independent random streams of one training call.
-
-    Each stream's seed is derived from the estimator's seed, the stream's
-    key and the number of epochs already trained: the same ``random_state``
-    gives the same model, and a warm start or a ``partial_fit`` continues
-    with fresh draws instead of repeating the first call's.
-    """
-
-    INIT, SHUFFLE, NOISE, SPLIT, PRETRAIN, START, VALIDATION = range(7)
-
-    def __init__(self, seed, n_iter=0):
-        self.seed = seed
-        self.n_iter = n_iter
-
-    def seed_for(self, key, replica=0):
-        # Replica 0 draws what a single process draws; the others their own.
-        if replica:
-            return derive_seed(self.seed, key, self.n_iter, replica)
-        return derive_seed(self.seed, key, self.n_iter)
-
-    def generator(self, key, device="cpu", replica=0):
-        return make_generator(self.seed_for(key, replica), device)
-
-
-def build_network(architecture):
-    """The (untrained) network an architecture describes.
-
-    ``architecture`` is a dict of plain values: ``"kind"`` names the network
-    class of :mod:`skae._modules`, the other entries are its arguments; an
-    :class:`~skae._modules.EncoderClassifier`'s ``"encoder"`` is the
-    architecture of the autoencoder whose encoder it uses.
-    """
-    arguments = dict(architecture)
-    kind = arguments.pop("kind", None)
-    if kind == "EncoderClassifier":
-        return EncoderClassifier(build_network(arguments.pop("encoder")).encoder, **arguments)
-    if kind not in _NETWORKS:
-        raise ValueError(f"Unknown kind of network {kind!r} in architecture {architecture!r}.")
-    return _NETWORKS[kind](**arguments)
-
-
-_NETWORKS = {network.__name__: network
-             for network in (MLPAutoencoder, MLPVariationalAutoencoder, ConvAutoencoder)}
-
-
-class TrainingState:
-    """Everything training made and continues from, held as one object.
-
-    The network and its optimizer, the seed of the random streams, the
-    architecture the network was built for (see :func:`build_network`), the
-    parameters that chose it (``network_params``: a warm start refuses a
-    change of them), what training measured or resolved for its loss
-    (``settings``, e.g. the VAE's ``beta``), and the record of every epoch.
-    Saving (:meth:`to_portable`), restoring (:meth:`from_portable`) and
-    copying for a failure-safe continued fit (:meth:`copy`) each happen here
-    and nowhere else. The network is rebuilt from the state alone, so that a
-    saved model is the fitted model whatever ``set_params`` did after fit.
-    """
-
-    #: Number of the layout of a saved estimator (its pickled or skops state,
-    #: :meth:`to_portable` included); loading refuses any other. Layout 1 was
-    #: skae 0.1's up to f9d7584 (``_training["format"] == 1``); files from
-    #: before it have no number.
-    LAYOUT = 2
-
-    def __init__(self, module, optimizer, seed, architecture, network_params=None):
-        self.module = module
-        self.optimizer = optimizer
-        self.seed = seed
-        self.architecture = architecture
-        self.network_params = dict(network_params or {})
-        self.settings = {}
-        self.n_iter = 0
-        self.loss_curve = []
-        self.parts_curves = {}
-        self.validation_scores = None
-        self.best_loss = math.inf
-        self.best_validation_score = None
-        self.batch_size = None
-        self.stop_reason = None
-        self.early_stopping = None
-        self.row_width = None
-        self._double = None
-        self._lock = threading.Lock()
-
-    @property
-    def device(self):
-        return next(self.module.parameters()).device
-
-    def inference_module(self, dtype, cached=True):
-        """The network to infer in ``dtype``: itself for float32, a float64 copy
-        for float64 (on devices that have float64; MPS has not), made once
-        when ``cached`` (a fitted state's weights no longer change).
-
-        Float64 input is computed in float64, as scikit-learn's transformers
-        keep the input's precision: rows then agree whatever the chunking to
-        far better than scikit-learn's checks ask, on every CPU and BLAS.
-        """
-        if np.dtype(dtype) != np.float64 or self.device.type == "mps":
-            return self.module
-        if not cached:
-            return copy.deepcopy(self.module).to(torch.float64).eval()
-        with self._lock:
-            if self._double is None:
-                self._double = copy.deepcopy(self.module).to(torch.float64).eval()
-            return self._double
-
-    def copy(self, device, learning_rate, alpha):
-        """A deep copy on ``device`` that can train without touching this one."""
-        module = copy.deepcopy(self.module).to(device)
-        optimizer = make_optimizer(module, learning_rate, alpha)
-        optimizer.load_state_dict(self.optimizer.state_dict())
-        twin = copy.copy(self)
-        twin.module, twin.optimizer = module, optimizer
-        twin._double, twin._lock = None, threading.Lock()
-        twin.settings = dict(self.settings)
-        twin.loss_curve = list(self.loss_curve)
-        twin.parts_curves = {name: list(curve) for name, curve in self.parts_curves.items()}
-        if self.validation_scores is not None:
-            twin.validation_scores = list(self.validation_scores)
-        return twin
-
-    def record(self, history, *, validating, incremental, batch_size):
-        """Add one call's :class:`~skae._engine.History` to the record."""
-        self._double = None  # the weights changed
-        self.n_iter += history.n_epochs
-        self.loss_curve += history.loss_curve
-        for name, curve in history.parts_curves.items():
-            self.parts_curves[name] = self.parts_curves.get(name, []) + curve
-        self.best_loss = min(self.best_loss, history.best_loss)
-        if validating:
-            self.validation_scores = (self.validation_scores or []) + history.validation_scores
-            self.best_validation_score = history.best_validation_score
-        elif not incremental:
-            self.validation_scores = self.best_validation_score = None
-        self.batch_size = batch_size
-        self.stop_reason = history.stop_reason
-        self.early_stopping = validating
-
-    def to_portable(self):
-        """The state as NumPy arrays and plain Python values only.
-
-        No torch object is left in it, so a pickle of it loads on any
-        machine (CPU-only ones included) and ``skops`` can save it without
-        trusting any type outside skae.
-        """
-        optimizer = self.optimizer.state_dict()
-        return {
-            "module": {name: _to_array(value) for name, value in self.module.state_dict().items()},
-            "optimizer": {
-                "param_groups": [dict(group) for group in optimizer["param_groups"]],
-                "moments": [None if moments is None else
-                            [_to_array(moments[0]), [_to_array(t) for t in moments[1]],
-                             [_to_array(t) for t in moments[2]]]
-                            for moments in optimizer["moments"]],
-            },
-            "seed": int(self.seed),
-            "architecture": copy.deepcopy(self.architecture),
-            "network_params": dict(self.network_params),
-            "settings": dict(self.settings),
-            "n_iter": int(self.n_iter),
-            "loss_curve": [float(v) for v in self.loss_curve],
-            "parts_curves": {k: [float(v) for v in c] for k, c in self.parts_curves.items()},
-            "validation_scores": (None if self.validation_scores is None
-                                  else [float(v) for v in self.validation_scores]),
-            "best_loss": float(self.best_loss),
-            "best_validation_score": (None if self.best_validation_score is None
-                                      else float(self.best_validation_score)),
-            "batch_size": self.batch_size,
-            "stop_reason": self.stop_reason,
-            "early_stopping": self.early_stopping,
-            "device": str(self.device),
-        }
-
-    @classmethod
-    def from_portable(cls, portable, owner):
-        """Rebuild a state from :meth:`to_portable` (of this :attr:`LAYOUT`).
-
-        The network is built from the saved architecture, not from any
-        estimator's parameters. The weights go to the device they were
-        trained on when this machine has it, else to the CPU with a warning.
-        """
-        device = map_location_for(portable["device"], owner)
-        architecture = _plain(portable["architecture"])
-        module = materialize(lambda: build_network(architecture), make_generator(0, "cpu"), "cpu")
-        module.load_state_dict({name: torch.from_numpy(np.array(value))
-                                for name, value in portable["module"].items()})
-        module = module.to(device).eval()
-        saved = portable["optimizer"]
-        optimizer = make_optimizer(module, saved["param_groups"][0]["lr"],
-                                   saved["param_groups"][0]["weight_decay"])
-        optimizer.load_state_dict({
-            "param_groups": saved["param_groups"],
-            "moments": [None if moments is None else
-                        (_to_tensor(moments[0]), [_to_tensor(t) for t in moments[1]],
-                         [_to_tensor(t) for t in moments[2]])
-                        for moments in saved["moments"]],
-        })
-        state = cls(module, optimizer, portable["seed"], architecture,
-                    _plain(portable["network_params"]))
-        state.settings = _plain(portable["settings"])
-        for name in ("n_iter", "loss_curve", "parts_curves", "validation_scores", "best_loss",
-                     "best_validation_score", "batch_size", "stop_reason", "early_stopping"):
-            setattr(state, name, portable[name])
-        return state
-
-
-def _to_array(tensor):
-    return tensor.detach().to("cpu", copy=True).numpy()
-
-
-def _to_tensor(array):
-    return torch.from_numpy(np.array(array))
-
-
-def _plain(value):
-    """Saved plain values (an architecture...) as written: some formats give
-    tuples back as lists."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return tuple(_plain(item) for item in value)
-    return value
-
-
-def check_layout(state, owner):
-    """Refuse a saved estimator state whose layout is not :attr:`TrainingState.LAYOUT`."""
-    layout = state.get("_skae_layout")
-    if layout == TrainingState.LAYOUT:
-        return
-    training = state.get("_training")
-    if layout is None and isinstance(training, dict) and "format" in training:
-        layout = training["format"]  # layout 1 numbered its training state only
-    found = (f"layout {layout!r}" if layout is not None else
-             "an unnumbered layout (layout 1 or earlier)")
-    raise ValueError(
-        f"This {owner} was saved by skae in {found} of its saved models, and this "
-        f"version of skae reads layout {TrainingState.LAYOUT} only: load it with the skae "
-        "version that saved it, or refit the model.")
 
 
 # --------------------------------------------------------------------------- #
@@ -546,6 +227,22 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         default does nothing.
         """
         return False
+
+    #: The name callbacks hear for a fit's training phase.
+    _phase = "fit"
+
+    def _prepare_training(self, state, X, y, infer):
+        """Prepare a new network before its first epoch; return what it trains on.
+
+        The hook for an estimator whose network starts from more than its
+        initialisation (the classifier: a pretrained encoder, the statistics
+        of its codes). ``state`` is the new :class:`TrainingState`;
+        ``infer(function, rows, dtype)`` computes ``function(module, chunk)``
+        over row chunks of the array ``rows`` with the network as it is now,
+        as a NumPy array of ``dtype``. Returns ``(X, y)``, the rows and
+        targets to train on; the default returns them unchanged.
+        """
+        return X, y
 
     def _is_linear(self):
         """Whether the network is linear (its best fit to the rows is PCA's)."""
@@ -729,27 +426,6 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 "does not compute in bfloat16; use precision='float32'.")
         return torch.bfloat16
 
-    def _source(self, X, y, device):
-        """The engine's source of batches for validated ``X`` (and targets ``y``).
-
-        A sparse matrix stays sparse (on the device), an array on disk is read
-        in blocks, and an in-memory array becomes one tensor on the device,
-        or, on a GPU whose free memory it would crowd, one in pinned host
-        memory streamed batch by batch (the same model either way).
-        """
-        y = None if y is None else torch.as_tensor(y, device=device)
-        if sp.issparse(X):
-            return SparseSource.from_csr(X.indptr, X.indices, X.data, X.shape[1], device, y)
-        if isinstance(X, LazyRows):
-            return BlockSource(X, block_rows=_data.block_rows(X),
-                               blocks_per_window=_data.WINDOW_BLOCKS, device=device)
-        if device.type == "cuda":
-            free_bytes = torch.cuda.mem_get_info(device)[0]
-            if 4 * X.shape[0] * max(1, math.prod(X.shape[1:])) > \
-                    _DEVICE_MEMORY_FRACTION * free_bytes:
-                return StreamingSource.from_array(to_pinned_tensor(X), y, device)
-        return TensorSource(to_tensor(X, device), y)
-
     def _check_enough_rows(self, n_rows, what="samples"):
         """With early stopping, the held-out rows must leave some to train on."""
         if self._resolve_early_stopping() and \
@@ -791,7 +467,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
 
         A step keeps every layer's output for its backward pass: at least
         ``batch_size`` times the ``per_row`` values one row takes in them
-        (:func:`~skae._engine.row_footprint`), beside the network's parameters.
+        (:func:`~skae._inference.row_footprint`), beside the network's parameters.
         """
         n_parameters = sum(p.numel() for p in module.parameters())
         names = self._size_parameters()
@@ -835,27 +511,24 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{how}, or clone the estimator, to train a new network; or set the "
                 "parameter back to continue training this one.")
         learning_rate, alpha = self._optimizer_settings()
-        state = state.copy(device, learning_rate, alpha)
+        state = state.copy(device)
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate
             if group["decayed"]:
                 group["weight_decay"] = alpha
         return state
 
-    def _train(self, X, y=None, *, state=None, warm_start=False, incremental=False, phase=None,
-               row_shape=None):
+    def _train(self, X, y=None, *, warm_start=False, incremental=False, row_shape=None):
         """Train through the engine and commit: the one path for every fit.
 
-        Trains ``state`` when given (a new state the caller prepared), else a
-        copy of the fitted state when continuing (``partial_fit``, or
+        Trains a copy of the fitted state when continuing (``partial_fit``, or
         ``warm_start``), else a new network for rows of ``row_shape`` (see
-        :meth:`_network_architecture`). The result becomes the fitted state
-        only once training has succeeded.
+        :meth:`_network_architecture`), prepared by :meth:`_prepare_training`.
+        The result becomes the fitted state only once training has succeeded.
         """
-        device = self._resolve_device() if state is None else state.device
+        device = self._resolve_device()
         replicas = Replicas(device) if self.distributed else None
-        continuing = state is None and self.__sklearn_is_fitted__() and (
-            incremental or warm_start)
+        continuing = self.__sklearn_is_fitted__() and (incremental or warm_start)
         validating = self._resolve_early_stopping() and not incremental
         if validating:
             self._check_enough_rows(X.shape[0])
@@ -864,16 +537,20 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 "distributed=True: the processes passed different numbers of rows. Every "
                 "process passes the same rows (all of them); each trains on its share.")
         with torch_threads(self.n_threads), flush_denormal():
-            new = state is None and not continuing
-            if state is None:
-                state = (self._continued_state(device, incremental) if continuing else
-                         self._new_state(self._network_architecture(X.shape[1], row_shape),
-                                         device))
+            new = not continuing
+            if continuing:
+                state = self._continued_state(device, incremental)
+            else:
+                state = self._new_state(self._network_architecture(X.shape[1], row_shape),
+                                        device)
+                X, y = self._prepare_training(
+                    state, X, y, lambda function, rows, dtype: self._infer(
+                        state, function, rows, dtype, cached=False))
             per_row = None
             if not continuing:  # also sizes inference chunks (and validation's)
                 state.row_width, per_row = row_footprint(state.module, self.n_features_in_)
             streams = RandomStreams(state.seed, state.n_iter)
-            every_row = source = self._source(X, y, device)
+            every_row = source = make_source(X, y, device)
             validation = None
             if validating:
                 source, held_out = source.split(self.validation_fraction,
@@ -907,13 +584,15 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                     trainer, source, max_iter=1 if incremental else self.max_iter, tol=self.tol,
                     n_iter_no_change=self.n_iter_no_change, validation=validation,
                     callbacks=self._callbacks(), first_epoch=state.n_iter + 1,
-                    phase=phase or ("partial_fit" if incremental else "fit"),
+                    phase="partial_fit" if incremental else self._phase,
                     name=type(self).__name__, single_call=incremental,
                     relative_tol=self._relative_tol)
             except TrainingDivergedError as error:
                 raise TrainingDivergedError(
                     f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "
                     f"lower learning_rate_init (now {self._optimizer_settings()[0]}).") from None
+            finally:
+                trainer.close()
             untrained = validating and history.best_epoch < state.n_iter + 1
             if started and untrained:
                 # No epoch beat the data-dependent start on the held-out rows:
@@ -952,27 +631,27 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         state = self._training if state is None else state
         if state.row_width is None:
             state.row_width = widest_row(state.module, self.n_features_in_)
-        width = state.row_width
-        return max(1, _CHUNK_FLOATS // width,
-                   min(_CHUNK_FLOATS // 256, 64 * _CHUNK_FLOATS // width))
+        return chunk_rows(state.row_width)
 
-    def _predict(self, function, X, out_dtype=None, state=None):
+    def _predict(self, function, X, out_dtype=None):
         """``function(module, rows)`` over row chunks of a validated array, as NumPy.
 
-        Rows are computed in ``X``'s precision (float32 or float64) and
-        returned as ``out_dtype`` (default: ``X``'s dtype). ``state``
-        defaults to the fitted one; another (one still being prepared) is
-        read as it is now.
+        Rows are computed with the fitted network in ``X``'s precision
+        (float32 or float64) and returned as ``out_dtype`` (default: ``X``'s
+        dtype).
         """
-        fitted = state is None
-        state = self._training if fitted else state
-        module = state.inference_module(X.dtype, cached=fitted)
+        return self._infer(self._training, function, X, out_dtype, cached=True)
+
+    def _infer(self, state, function, X, out_dtype, cached):
+        """:meth:`_predict` with the network of ``state`` (as it is now when
+        not ``cached``: one still being prepared)."""
+        module = state.inference_module(X.dtype, cached=cached)
         dtype = X.dtype if module is not state.module else np.float32
         chunk_rows = self._chunk_rows(state)
         if isinstance(X, LazyRows):
             # Reads from disk in chunks of a few blocks: larger chunks buy no
             # speed and cost memory (their activations, and the heap's slack).
-            chunk_rows = min(chunk_rows, 4 * _data.block_rows(X))
+            chunk_rows = min(chunk_rows, 4 * block_rows(X))
         # A plain dense autoencoder infers into buffers made for this call.
         module = dense_inference(module)
         with torch_threads(self.n_threads):

@@ -10,9 +10,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseAutoencoder, NetworkEstimator, RandomStreams, validate_numeric
+from ._base import BaseAutoencoder, NetworkEstimator, validate_numeric
 from ._callbacks import InPhase
 from ._denoising import DenoisingAutoencoder
+from ._state import RandomStreams
 
 
 def _unlabelled(y):
@@ -286,7 +287,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                 "freeze_encoder": self.freeze_encoder_}
 
     def _logits(self, module, X):
-        # A frozen encoder is trained on codes computed once (see fit).
+        # A frozen encoder is trained on codes computed once (see _prepare_training).
         return module.head(X) if self.freeze_encoder_ else module(X)
 
     def _training_loss(self, module, X, y, generator):
@@ -327,7 +328,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         """
         with self._process_group(), self._restored_on_error():
             self._check_params()
-            device = self._resolve_device()
+            self._resolve_device()  # an unusable device fails before pretraining
             X, y = validate_numeric(self, X, y, reset=True)
             check_classification_targets(y)
             labelled = ~_unlabelled(y)
@@ -351,23 +352,31 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             self.learning_rate_init_ = ((0.01 if frozen else 0.001)
                                         if self.learning_rate_init == "auto"
                                         else float(self.learning_rate_init))
-            state = self._new_state(self._network_architecture(X.shape[1]), device, seed)
-            network = state.module
-            if self.pretrain:
-                network.encoder.load_state_dict(source.encoder_.state_dict())
-            # Pretrained codes are standardised over every row; the scratch
-            # baseline sees the labelled rows only.
-            codes = self._predict(lambda module, rows: module.codes(rows),
-                                  X if self.pretrain else X[labelled], np.float64, state)
-            network.set_code_statistics(codes.mean(axis=0), codes.std(axis=0))
-            inputs = X[labelled]
-            if frozen:
-                # A frozen encoder gives every row the same code in every
-                # epoch: encode once and train the output layer alone on them.
-                inputs = self._predict(lambda module, rows: module.encode(rows), inputs,
-                                       np.float32, state)
-            self._train(inputs, y_encoded, state=state, phase="classifier head")
+            targets = np.full(y.shape[0], -1, dtype=np.int64)
+            targets[labelled] = y_encoded
+            self._train(X, targets)
         return self
+
+    _phase = "classifier head"
+
+    def _prepare_training(self, state, X, y, infer):
+        """The head's start: the pretrained encoder, its codes' statistics, the
+        labelled rows (``y >= 0``), encoded once when the encoder is frozen."""
+        network = state.module
+        labelled = y >= 0
+        if self.pretrain:
+            network.encoder.load_state_dict(self._encoder_source.encoder_.state_dict())
+        # Pretrained codes are standardised over every row; the scratch
+        # baseline sees the labelled rows only.
+        codes = infer(lambda module, rows: module.codes(rows),
+                      X if self.pretrain else X[labelled], np.float64)
+        network.set_code_statistics(codes.mean(axis=0), codes.std(axis=0))
+        inputs = X[labelled]
+        if self.freeze_encoder_:
+            # A frozen encoder gives every row the same code in every
+            # epoch: encode once and train the output layer alone on them.
+            inputs = infer(lambda module, rows: module.encode(rows), inputs, np.float32)
+        return inputs, y[labelled]
 
     def _pretrain(self, X, seed):
         """A clone of ``autoencoder``, fitted on every row of ``X`` when ``pretrain``."""

@@ -6,7 +6,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseAutoencoder, ReconstructionLoss, check_noise_level
+from ._base import BaseAutoencoder, ReconstructionLoss
+from ._modules import check_noise_level
 
 
 def _positive_ints(value, name, *, allow_int=False):

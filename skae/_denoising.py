@@ -5,7 +5,8 @@ from numbers import Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import BaseAutoencoder, ReconstructionLoss, check_noise_level
+from ._base import BaseAutoencoder, ReconstructionLoss
+from ._modules import check_noise_level
 
 
 class DenoisingAutoencoder(AutoencoderTransformer):

@@ -375,3 +375,11 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, X):
         return self.head(self.encode(X))
+
+
+def check_noise_level(noise, noise_level):
+    """A dropout rate must be below 1 (a Gaussian deviation has no upper bound)."""
+    if noise == "dropout" and not noise_level < 1:
+        raise ValueError(
+            "noise_level is the dropout rate when noise='dropout' and must be "
+            f"in [0, 1), got {noise_level!r}.")

@@ -9,8 +9,9 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseAutoencoder, sample_rows
+from ._base import BaseAutoencoder
 from ._device import check_memory, make_generator, seed_from_random_state
+from ._sources import sample_rows
 
 _LOG_2PI = math.log(2 * math.pi)
 

@@ -13,9 +13,11 @@ import sys
 import pytest
 import torch
 
-from skae._engine import TensorSource, Trainer, make_optimizer
+from skae._engine import Trainer
 from skae._fastpath import DenseStep, ReconstructionLoss
 from skae._modules import MLPAutoencoder
+from skae._optim import make_optimizer
+from skae._sources import TensorSource
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "benchmarks")

@@ -29,7 +29,7 @@ from skae import (
     VariationalAutoencoder,
 )
 from skae._device import MAX_THREADS, check_memory, memory_of
-from skae._engine import DivergenceRule
+from skae._stopping import DivergenceRule
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*max_iter=.*:sklearn.exceptions.ConvergenceWarning")

@@ -16,7 +16,7 @@ from torch import nn
 
 import skae._fastpath
 from skae import AutoencoderTransformer, ConvolutionalAutoencoder, DenoisingAutoencoder
-from skae._engine import TensorSource, Trainer, make_optimizer
+from skae._engine import Trainer
 from skae._fastpath import DenseStep, ReconstructionLoss, dense_step
 from skae._modules import (
     ACTIVATIONS,
@@ -24,6 +24,8 @@ from skae._modules import (
     MLPAutoencoder,
     MLPVariationalAutoencoder,
 )
+from skae._optim import make_optimizer
+from skae._sources import TensorSource
 
 GRADIENT_TOLERANCE = dict(rtol=1e-5, atol=1e-6)
 

@@ -11,8 +11,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
 from skae import AutoencoderTransformer, ConvolutionalAutoencoder, VariationalAutoencoder
-from skae._data import LazyRows, reads_in_blocks
-from skae._engine import BlockSource
+from skae._sources import BlockSource, LazyRows, reads_in_blocks
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -22,8 +21,8 @@ FAST = dict(n_components=3, max_iter=3, random_state=0, device="cpu", batch_size
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 1 KiB (20 rows of 12 float32), windows of 4: small data take the block path."""
-    monkeypatch.setattr("skae._data.BLOCK_BYTES", 12 * 4 * 20)
-    monkeypatch.setattr("skae._data.WINDOW_BLOCKS", 4)
+    monkeypatch.setattr("skae._sources.BLOCK_BYTES", 12 * 4 * 20)
+    monkeypatch.setattr("skae._sources.WINDOW_BLOCKS", 4)
 
 
 @pytest.fixture

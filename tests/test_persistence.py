@@ -18,7 +18,7 @@ from skae import (
     DenoisingAutoencoder,
     VariationalAutoencoder,
 )
-from skae._base import TrainingState
+from skae._state import TrainingState
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -15,7 +15,7 @@ from skae import (
     DenoisingAutoencoder,
     VariationalAutoencoder,
 )
-from skae._engine import SparseSource, TensorSource
+from skae._sources import SparseSource, TensorSource
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
