@@ -612,9 +612,11 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
                 "and the optimisation hasn't converged yet; raise max_iter or tol.",
                 ConvergenceWarning)
-        elif untrained and _left_its_start(history):
-            # Early stopping kept the network training started from: say so,
-            # since the model is then what no epoch of training made.
+        elif untrained and history.stop_reason == "converged" and _left_its_start(history):
+            # Early stopping kept the network training started from when
+            # training ended by itself: say so, since the model is then what
+            # no epoch of training made. (A callback that stops training
+            # early asked for the epochs it got.)
             start = ("set up from the data before training" if started else
                      "as the earlier fit left it" if continuing else "as it was built")
             warnings.warn(
