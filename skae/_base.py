@@ -2,11 +2,12 @@
 
 :class:`NetworkEstimator` is the one layer between scikit-learn's API and the
 training engine, for the autoencoders and the classifier alike: parameter and
-data validation, device and threads, random streams, building a network from
-a factory, training through the engine, committing the fitted state,
+data validation, device and threads, building a network from its fitted
+architecture, training through the engine (:mod:`skae._engine`, one
+``_train`` for fit, warm start and partial_fit), committing the fitted state,
 restore-on-error, tags and pickling. Everything training produces lives in
-one :class:`TrainingState`; the fitted attributes (``module_``, ``n_iter_``,
-``loss_curve_``...) are views of it.
+one :class:`~skae._state.TrainingState`; the fitted attributes
+(``module_``, ``n_iter_``, ``loss_curve_``...) are views of it.
 
 :class:`BaseAutoencoder` adds what every autoencoder shares: ``fit``,
 ``partial_fit``, ``transform``, ``inverse_transform``, ``score_samples`` and
