@@ -140,9 +140,7 @@ def _largest_difference(first, second):
 
 
 def check_stream():
-    import skae._data as data
-
-    import skae._base as base
+    import skae._sources as sources
 
     rng = np.random.RandomState(0)
     X = (rng.normal(size=(int(100_000 * ROWS), 16)) @ rng.normal(size=(16, 256))).astype(
@@ -151,21 +149,21 @@ def check_stream():
                   random_state=0, device=DEVICE)
     seconds = {}
     models = {}
-    saved = base._DEVICE_MEMORY_FRACTION, base.TensorSource
+    saved = sources._DEVICE_MEMORY_FRACTION, sources.TensorSource
     try:
         for name in ("on device", "streamed"):
             if name == "streamed":
                 # Any X now crowds the GPU; on the dry run's CPU, whose data
                 # never stream, in-memory data take StreamingSource's CPU path.
-                base._DEVICE_MEMORY_FRACTION = 0.0
+                sources._DEVICE_MEMORY_FRACTION = 0.0
                 if DEVICE != "cuda":
-                    base.TensorSource = lambda X, y=None: base.StreamingSource.from_array(
+                    sources.TensorSource = lambda X, y=None: sources.StreamingSource.from_array(
                         X, y, X.device)
             started = time.perf_counter()
             models[name] = _quiet_fit(skae.AutoencoderTransformer(**params), X)
             seconds[name] = time.perf_counter() - started
     finally:
-        base._DEVICE_MEMORY_FRACTION, base.TensorSource = saved
+        sources._DEVICE_MEMORY_FRACTION, sources.TensorSource = saved
     difference = _largest_difference(models["on device"], models["streamed"])
     ok = difference <= 1e-6
     print(f"  stream pinned host rows vs rows on the device: max |weight difference| "
@@ -177,13 +175,13 @@ def check_stream():
         path = os.path.join(folder, "X.npy")
         np.save(path, X)
         memmap = np.load(path, mmap_mode="r")
-        saved_block = data.BLOCK_BYTES
-        data.BLOCK_BYTES = 1 << 16  # many windows even for this small file
+        saved_block = sources.BLOCK_BYTES
+        sources.BLOCK_BYTES = 1 << 16  # many windows even for this small file
         try:
             model = _quiet_fit(skae.AutoencoderTransformer(**params), memmap)
             codes = model.transform(memmap)
         finally:
-            data.BLOCK_BYTES = saved_block
+            sources.BLOCK_BYTES = saved_block
         difference = float(np.abs(codes - model.transform(X)).max())
         ok = np.isfinite(model.loss_curve_).all() and difference < 1e-5
         print(f"  stream memmap in blocks through pinned memory: loss {model.loss_curve_[-1]:.4f}"

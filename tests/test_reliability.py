@@ -57,8 +57,7 @@ def data():
 
 def _snapshot(estimator):
     """Everything a fitted estimator is: its attributes and its weights."""
-    state = estimator.__getstate__()
-    return pickle.dumps(state), sorted(vars(estimator))
+    return pickle.dumps(estimator), sorted(vars(estimator))
 
 
 # --------------------------------------------------------------------------- #
