@@ -121,9 +121,8 @@ SHARED_ENTRIES = {
         torch intra-op CPU threads used during each call, restored after it.
         ``None`` keeps torch's own setting. At most 1024: more threads than
         cores only slow torch down, and far more end the process. One
-        thread is the default because it is never much slower and is the
-        fastest beside other busy processes; :doc:`/performance` measures
-        when a second thread pays.
+        thread, the default, suits a machine shared with other work;
+        :doc:`/performance` measures when more threads pay.
     """),
     "precision": ('{"float32", "bfloat16"}', """
         Arithmetic of the training steps: ``"bfloat16"`` runs the forward
