@@ -55,8 +55,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         early_stopping=False)``: a wide code, learned from inputs with 30% of
         their entries dropped, for the whole 200 epochs or nearly. Its own
         defaults, tuned for reconstruction (a start at PCA, early stopping),
-        were measured to make poorer codes for classifying. A
-        ``random_state`` left at None is drawn from this estimator's
+        make poorer codes for classifying (see :doc:`/user_guide/pretraining`).
+        A ``random_state`` left at None is drawn from this estimator's
         ``random_state``.
     freeze_encoder : bool or "auto", default="auto"
         True keeps the pretrained encoder fixed and trains only the output
