@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseAutoencoder, NetworkEstimator, validate_numeric
 from ._callbacks import InPhase
 from ._denoising import DenoisingAutoencoder
+from ._docstrings import fill_shared_entries
 from ._state import RandomStreams
 
 
@@ -23,6 +24,7 @@ def _unlabelled(y):
     return np.asarray(y == -1, dtype=bool)
 
 
+@fill_shared_entries
 class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     """Classifier pretrained as an autoencoder on labelled and unlabelled rows.
 
@@ -53,8 +55,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         early_stopping=False)``: a wide code, learned from inputs with 30% of
         their entries dropped, for the whole 200 epochs or nearly. Its own
         defaults, tuned for reconstruction (a start at PCA, early stopping),
-        were measured to make poorer codes for classifying. A
-        ``random_state`` left at None is drawn from this estimator's
+        make poorer codes for classifying (see :doc:`/user_guide/pretraining`).
+        A ``random_state`` left at None is drawn from this estimator's
         ``random_state``.
     freeze_encoder : bool or "auto", default="auto"
         True keeps the pretrained encoder fixed and trains only the output
@@ -98,8 +100,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         accuracy and restore the weights of the best epoch.
     validation_fraction : float, default=0.1
         Fraction of the labelled rows held out when ``early_stopping``.
-    shuffle : bool, default=True
-        Shuffle the rows every epoch.
+    {shuffle}
     random_state : int, RandomState instance or None, default=None
         Seeds phase 2 (initialisation, shuffling, validation split) and the
         autoencoder when its own ``random_state`` is None. An int gives
@@ -120,25 +121,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     n_threads : int or None, default=1
         torch intra-op CPU threads used during each call of phase 2 and
         prediction (None keeps torch's setting); at most 1024.
-    precision : {"float32", "bfloat16"}, default="float32"
-        Arithmetic of the training steps: ``"bfloat16"`` runs the forward
-        pass and the loss under :func:`torch.autocast` in bfloat16, faster
-        where the hardware has bfloat16 matrix units (recent GPUs, CPUs with
-        AMX) at some cost in accuracy; weights, gradients and optimizer stay
-        float32. Inference computes in float32 (float64 for float64 input).
-    distributed : bool, default=False
-        Train one model on all the processes of a :mod:`torch.distributed`
-        process group with :class:`~torch.nn.parallel.DistributedDataParallel`:
-        every process passes the same rows and trains on its share of each
-        epoch, ``batch_size`` rows per process and step; losses and early
-        stopping are agreed by all, and each process ends with the same
-        fitted estimator. The script may initialise the group; in processes
-        started by ``torchrun`` (or a launcher setting the same ``RANK``,
-        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``)
-        without one, each fit starts one (NCCL when it trains on the GPUs,
-        else gloo) and destroys it after. ``device="auto"`` is then this
-        process's GPU (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo.
-        Not for use inside a parallel search.
+    {precision}
+    {distributed}
 
     Attributes
     ----------

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseAutoencoder, ReconstructionLoss
+from ._docstrings import fill_shared_entries
 from ._modules import check_noise_level
 
 
@@ -19,6 +20,7 @@ def _positive_ints(value, name, *, allow_int=False):
     return tuple(int(v) for v in values)
 
 
+@fill_shared_entries
 class ConvolutionalAutoencoder(BaseAutoencoder):
     """Convolutional autoencoder for images, as a scikit-learn transformer.
 
@@ -35,8 +37,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=2
-        Size of the latent code.
+    {n_components}
     image_shape : tuple of int or None, default=None
         How to read a row: ``(channels, height, width)`` for images (2-D
         convolutions) or ``(channels, length)`` for signals (1-D
@@ -61,8 +62,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         Widths of dense layers between the flattened feature map and the
         code; the decoder uses them in reverse. ``()`` maps the feature map
         straight to the code.
-    activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
-"leaky_relu", "selu", "softplus"}, default="relu"
+    activation : {activation_options}, default="relu"
         Activation after every convolution and hidden layer. The code and
         output layers are linear.
     noise : {"gaussian", "dropout"} or None, default=None
@@ -75,25 +75,12 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     noise_level : float, default=0.1
         Standard deviation of the Gaussian noise, or the dropout rate (in
         ``[0, 1)``). Unused when ``noise`` is None.
-    alpha : float, default=0.0001
-        L2 penalty on the weights (Adam's coupled weight decay; biases are
-        not penalised).
-    batch_size : int or "auto", default="auto"
-        Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
-        the number of training rows.
-    learning_rate_init : float, default=0.005
-        Adam's learning rate at the start (divided by 10 once when progress
-        stalls; see ``tol``).
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
-    tol : float, default=3e-3
-        Relative progress that counts: an epoch makes progress when its loss
-        (or validation score) beats the best so far by more than ``tol``
-        times the best's magnitude. After ``n_iter_no_change`` epochs without
-        progress the learning rate is divided by 10 once; the next such
-        stall ends training.
-    n_iter_no_change : int, default=10
-        Training stops after this many consecutive epochs without progress.
+    {alpha}
+    {batch_size}
+    {learning_rate_init}
+    {max_iter}
+    {tol}
+    {n_iter_no_change}
     early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the rows and judge progress by
         their :meth:`score`, or, with ``noise``, by their denoising error (as
@@ -106,62 +93,16 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         PCA does, and trains on every row (a linear autoencoder then finds
         the principal subspace of them all). The choice made is
         ``early_stopping_``.
-    validation_fraction : float, default=0.1
-        Fraction of the rows held out when ``early_stopping_`` is True.
-    shuffle : bool, default=True
-        Shuffle the rows every epoch.
-    random_state : int, RandomState instance or None, default=None
-        Seeds every random draw of training: the weight initialisation, the
-        shuffling, the validation split and any noise or sampled codes. An
-        int gives the same model on the same machine and settings. Neither
-        fitting nor inference touches the global NumPy, torch or ``random``
-        state.
-    warm_start : bool, default=False
-        Continue training the previous network on the next ``fit``. The
-        parameters that chose the network (its sizes, code width, activation,
-        image shape...) must be those it was fitted with: a change raises a
-        ValueError naming the parameter (with ``warm_start=False``, ``fit``
-        trains a new network), as ``partial_fit`` does.
-    verbose : bool or int, default=False
-        Show training progress (see :class:`~skae.ProgressBar`): a progress
-        bar on a terminal, a table of the epochs otherwise, and a last line
-        saying why training stopped.
-    callbacks : list of callable or None, default=None
-        Called after every epoch with an :class:`~skae.EpochRecord` (epoch,
-        loss, validation score, ...); a callback returning True stops
-        training. :class:`~skae.Callback` subclasses also hear when training
-        begins and ends.
-    device : str or torch.device, default="auto"
-        Where to train and infer: ``"auto"`` (CUDA if available, else Apple
-        MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
-        model's ``device`` is that string.
-    n_threads : int or None, default=1
-        torch intra-op CPU threads used during each call, restored after it.
-        One thread is the measured default: on a 2-core machine it was at
-        most 1.4x slower than two threads when the machine was idle, and two
-        threads were 2.2-2.8x slower than one when another process was busy.
-        ``None`` keeps torch's own setting. At most 1024: more threads than
-        cores only slow torch down, and far more end the process.
-    precision : {"float32", "bfloat16"}, default="float32"
-        Arithmetic of the training steps: ``"bfloat16"`` runs the forward
-        pass and the loss under :func:`torch.autocast` in bfloat16, faster
-        where the hardware has bfloat16 matrix units (recent GPUs, CPUs with
-        AMX) at some cost in accuracy; weights, gradients and optimizer stay
-        float32. Inference computes in float32 (float64 for float64 input).
-    distributed : bool, default=False
-        Train one model on all the processes of a :mod:`torch.distributed`
-        process group with :class:`~torch.nn.parallel.DistributedDataParallel`:
-        every process passes the same rows and trains on its share of each
-        epoch, ``batch_size`` rows per process and step; losses and early
-        stopping are agreed by all, and each process ends with the same
-        fitted estimator. The script may initialise the group; in processes
-        started by ``torchrun`` (or a launcher setting the same ``RANK``,
-        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``)
-        without one, each fit starts one (NCCL when it trains on the GPUs,
-        else gloo) and destroys it after. ``device="auto"`` is then this
-        process's GPU (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo.
-        Not for use inside a parallel search.
+    {validation_fraction}
+    {shuffle}
+    {random_state}
+    {warm_start}
+    {verbose}
+    {callbacks}
+    {device}
+    {n_threads}
+    {precision}
+    {distributed}
 
     Attributes
     ----------

@@ -15,11 +15,11 @@ from ._device import check_memory
 
 # Rows per inference chunk are chosen so that one chunk's widest activation
 # holds about this many floats (256 KiB in float32): a chunk and its
-# activations stay in the core's cache from the copy to the last product.
-# The earlier 16 MiB chunks made transform of the default autoencoder 1.6x
-# slower (benchmarks/bench_training.py). Wide rows still get 256 rows a chunk
-# (products of a dozen rows ran 2.3x slower at 5,000 features), up to 64
-# times that size (16 MiB); see _chunk_rows.
+# activations stay in the core's cache from the copy to the last product
+# (16 MiB chunks, which leave it, made transform of the default autoencoder
+# 1.6x slower in benchmarks/bench_training.py). Wide rows still get 256 rows
+# a chunk, up to 64 times that size (16 MiB), because products of a dozen
+# rows are slow (2.3x at 5,000 features); see chunk_rows.
 _CHUNK_FLOATS = 1 << 16
 
 

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseAutoencoder
 from ._device import check_memory, make_generator, seed_from_random_state
+from ._docstrings import fill_shared_entries
 from ._sources import sample_rows
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -27,6 +28,7 @@ def gaussian_negative_log_likelihood(reconstruction, X):
     return 0.5 * (squared_error + X[0].numel() * _LOG_2PI)
 
 
+@fill_shared_entries
 class VariationalAutoencoder(BaseAutoencoder):
     """Variational autoencoder (dense) as a scikit-learn transformer.
 
@@ -65,8 +67,7 @@ class VariationalAutoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=2
-        Size of the latent code.
+    {n_components}
     beta : float or "auto", default="auto"
         Weight of the KL term in the loss [2]_; see above for its meaning as
         the likelihood's variance. ``"auto"`` is the mean variance of the
@@ -77,94 +78,26 @@ class VariationalAutoencoder(BaseAutoencoder):
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer (a linear
         VAE, whose decoder spans the principal subspace).
-    activation : {"identity", "relu", "tanh", "logistic", "elu", "gelu", \
-"leaky_relu", "selu", "softplus"}, default="relu"
+    activation : {activation_options}, default="relu"
         Activation after every hidden layer. The posterior heads and the
         output layer are linear.
-    alpha : float, default=0.0001
-        L2 penalty on the weights (Adam's coupled weight decay; biases are
-        not penalised).
-    batch_size : int or "auto", default="auto"
-        Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
-        the number of training rows.
-    learning_rate_init : float, default=0.003
-        Adam's learning rate at the start (divided by 10 once when progress
-        stalls; see ``tol``).
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
-    tol : float, default=3e-4
-        Relative progress that counts: an epoch makes progress when its loss
-        (or validation score) beats the best so far by more than ``tol``
-        times the best's magnitude. After ``n_iter_no_change`` epochs without
-        progress the learning rate is divided by 10 once; the next such
-        stall ends training.
-    n_iter_no_change : int, default=10
-        Training stops after this many consecutive epochs without progress.
-    early_stopping : "auto" or bool, default=False
-        Hold out ``validation_fraction`` of the rows and judge progress by
-        their :meth:`score`; the network as it was before training counts as
-        a candidate too, and the weights of the best are kept.
-        ``"auto"`` holds rows out unless the network is linear
-        (``activation="identity"``): such a network overfits no more than
-        PCA does, and trains on every row (a linear autoencoder then finds
-        the principal subspace of them all). The choice made is
-        ``early_stopping_``.
-    validation_fraction : float, default=0.1
-        Fraction of the rows held out when ``early_stopping_`` is True.
-    shuffle : bool, default=True
-        Shuffle the rows every epoch.
-    random_state : int, RandomState instance or None, default=None
-        Seeds every random draw of training: the weight initialisation, the
-        shuffling, the validation split and any noise or sampled codes. An
-        int gives the same model on the same machine and settings. Neither
-        fitting nor inference touches the global NumPy, torch or ``random``
-        state.
-    warm_start : bool, default=False
-        Continue training the previous network on the next ``fit``. The
-        parameters that chose the network (its sizes, code width, activation,
-        image shape...) must be those it was fitted with: a change raises a
-        ValueError naming the parameter (with ``warm_start=False``, ``fit``
-        trains a new network), as ``partial_fit`` does.
-    verbose : bool or int, default=False
-        Show training progress (see :class:`~skae.ProgressBar`): a progress
-        bar on a terminal, a table of the epochs otherwise, and a last line
-        saying why training stopped.
-    callbacks : list of callable or None, default=None
-        Called after every epoch with an :class:`~skae.EpochRecord` (epoch,
-        loss, validation score, ...); a callback returning True stops
-        training. :class:`~skae.Callback` subclasses also hear when training
-        begins and ends.
-    device : str or torch.device, default="auto"
-        Where to train and infer: ``"auto"`` (CUDA if available, else Apple
-        MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-        A ``torch.device`` is saved (pickle, skops) as its string: a loaded
-        model's ``device`` is that string.
-    n_threads : int or None, default=1
-        torch intra-op CPU threads used during each call, restored after it.
-        One thread is the measured default: on a 2-core machine it was at
-        most 1.4x slower than two threads when the machine was idle, and two
-        threads were 2.2-2.8x slower than one when another process was busy.
-        ``None`` keeps torch's own setting. At most 1024: more threads than
-        cores only slow torch down, and far more end the process.
-    precision : {"float32", "bfloat16"}, default="float32"
-        Arithmetic of the training steps: ``"bfloat16"`` runs the forward
-        pass and the loss under :func:`torch.autocast` in bfloat16, faster
-        where the hardware has bfloat16 matrix units (recent GPUs, CPUs with
-        AMX) at some cost in accuracy; weights, gradients and optimizer stay
-        float32. Inference computes in float32 (float64 for float64 input).
-    distributed : bool, default=False
-        Train one model on all the processes of a :mod:`torch.distributed`
-        process group with :class:`~torch.nn.parallel.DistributedDataParallel`:
-        every process passes the same rows and trains on its share of each
-        epoch, ``batch_size`` rows per process and step; losses and early
-        stopping are agreed by all, and each process ends with the same
-        fitted estimator. The script may initialise the group; in processes
-        started by ``torchrun`` (or a launcher setting the same ``RANK``,
-        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``)
-        without one, each fit starts one (NCCL when it trains on the GPUs,
-        else gloo) and destroys it after. ``device="auto"`` is then this
-        process's GPU (``cuda:LOCAL_RANK``) under NCCL, the CPU under gloo.
-        Not for use inside a parallel search.
+    {alpha}
+    {batch_size}
+    {learning_rate_init}
+    {max_iter}
+    {tol}
+    {n_iter_no_change}
+    {early_stopping}
+    {validation_fraction}
+    {shuffle}
+    {random_state}
+    {warm_start}
+    {verbose}
+    {callbacks}
+    {device}
+    {n_threads}
+    {precision}
+    {distributed}
 
     Attributes
     ----------
