@@ -50,14 +50,24 @@ rank_search = GridSearchCV(linear, {"n_components": [2, 4, 5, 6, 8] if QUICK els
                            cv=N_FOLDS, refit=smallest_within(0.3)).fit(X_rank)
 
 # %%
-# The digits, scaled to [0, 1], with the default (nonlinear) autoencoder. Here
-# the error keeps falling steeply up to 48 codes of 64 pixels: there is no
-# knee, and a relative rule (or the one-standard-error rule) keeps 48. An
-# error budget in the score's own units says what is good enough: up to
-# 0.005 more mean squared error per pixel than the best.
+# The digits, scaled to [0, 1], with the default (nonlinear) autoencoder but
+# for its learning rate. Here the error keeps falling steeply up to 48 codes
+# of 64 pixels: there is no knee, and a relative rule (or the
+# one-standard-error rule) keeps 48. An error budget in the score's own units
+# says what is good enough: up to 0.005 more mean squared error per pixel
+# than the best.
+#
+# ``learning_rate_init=1e-4``, a thirtieth of the default: the PCA start of a
+# code of 32 or 48 already reconstructs the digits almost perfectly (held-out
+# error 0.003 and 0.0003), and at the default rate every epoch of those fits
+# scored worse than that start, by 3-6% (32) and 100-190% (48): early stopping
+# kept the start, with a ConvergenceWarning that says to lower the rate. At
+# 1e-4 the smaller codes still improve on their start and the larger ones stay
+# within 0.6% of it.
 X_digits = load_digits(return_X_y=True)[0][:N_SAMPLES]
 pipeline = make_pipeline(MinMaxScaler(), AutoencoderTransformer(
-    max_iter=200, early_stopping=True, callbacks=CALLBACKS, random_state=0))
+    learning_rate_init=1e-4, max_iter=200, early_stopping=True, callbacks=CALLBACKS,
+    random_state=0))
 digits_search = GridSearchCV(
     pipeline, {"autoencodertransformer__n_components": [2, 8, 32] if QUICK else
                [2, 4, 8, 16, 32, 48]},
@@ -95,7 +105,7 @@ def plot_search(ax, search, param, title):
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
 plot_search(left, rank_search, "n_components", "Rank-5 data, linear autoencoder")
 plot_search(right, digits_search, "autoencodertransformer__n_components",
-            "Digits, default autoencoder")
+            "Digits, autoencoder (learning_rate_init=1e-4)")
 fig.suptitle(f"Score against code size ({N_FOLDS}-fold cross-validation; "
              "error bars: one standard error)")
 fig.tight_layout()
