@@ -39,8 +39,16 @@ noisy = X_test + np.random.RandomState(0).normal(scale=noise_level, size=X_test.
 # before ``max_iter``. The denoising one is trained with noise of the level it
 # will meet; its early stopping judges the held-out digits by that denoising
 # error.
+#
+# The plain one also learns ten times slower (``learning_rate_init=3e-4``):
+# its PCA start, 32 principal components, already reconstructs clean digits
+# almost perfectly, and at the default rate every epoch scored 11-26% worse
+# than that start on the held-out digits (early stopping kept the start, with
+# a ConvergenceWarning that says to lower the rate). At 3e-4 its epochs stay
+# within 0.3% of the start, and early stopping keeps the start: the plain
+# autoencoder here is PCA, which passes noise through.
 params = dict(n_components=32, early_stopping=True, callbacks=CALLBACKS, random_state=0)
-plain = AutoencoderTransformer(**params).fit(X_train)
+plain = AutoencoderTransformer(learning_rate_init=3e-4, **params).fit(X_train)
 denoiser = DenoisingAutoencoder(noise="gaussian", noise_level=noise_level, **params).fit(X_train)
 
 rows = {"clean": X_test, "noisy input": noisy}
