@@ -496,6 +496,16 @@ def test_a_memory_error_is_one_line(capsys, table, tmp_path, monkeypatch):
     assert leftovers(tmp_path, "out") == []
 
 
+def test_a_network_no_machine_holds_is_one_line_through_the_console_script(tmp_path):
+    """Before, torch's allocator error escaped as a 50-line traceback, exit 1."""
+    wine_frame().to_csv(tmp_path / "wine.csv", index=False)
+    result = cli("reduce", "wine.csv", "-o", "codes.csv", "--keep", "id",
+                 "--hidden", "1000000000000", cwd=tmp_path)
+    assert_one_line_error(result.returncode, result.stderr, "out of memory",
+                          "hidden_layer_sizes=(1000000000000,)")
+    assert leftovers(tmp_path, "codes") == []
+
+
 def test_a_type_error_from_a_bug_keeps_its_traceback(capsys, table, tmp_path, monkeypatch):
     import skae
 
