@@ -29,9 +29,9 @@ split scaled as pixel/256; training uses train+valid (60,000 rows), testing the
 10,000 test rows, both rescaled to [0, 1]. ``--data PATH`` reads another copy
 of that file. The wheel is never a dependency of skae.
 
-Run ``python benchmarks/bench_mnist.py`` (the loops' 12 epochs take about 5
-minutes each on one idle core; skae at its defaults as long as its stopping
-rule lets it), ``--quick`` for a smoke run (3,000 training and 1,000 test
+Run ``python benchmarks/bench_mnist.py`` (the loops' 12 epochs take about 3
+minutes each on one idle core, 13-14 s per epoch; skae at its defaults as long
+as its stopping rule lets it), ``--quick`` for a smoke run (3,000 training and 1,000 test
 rows, 2 epochs, well under a minute; its figures mean nothing),
 ``--threads 2`` for the two-thread minutes, ``--skae-max-iter N`` to cap the
 skae fits, ``--repeats N`` for medians of N fits with seeds 0..N-1.
