@@ -59,6 +59,9 @@ from torch.nn import functional as F
 
 import skae
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_training import load, table  # noqa: E402
+
 N_COMPONENTS = 30
 HIDDEN = (1000, 500, 250)
 PAPER = {"deep autoencoder": 3.00, "logistic PCA": 8.01, "PCA": 13.87}
@@ -209,21 +212,6 @@ def loop_result(curve):
 
 # --------------------------------------------------------------------------- #
 # Reporting.
-
-
-def load(when="at start"):
-    """The 1-minute load average (the machine may be shared)."""
-    try:
-        return f"load average {os.getloadavg()[0]:.2f} {when}"
-    except OSError:
-        return "load average unknown"
-
-
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def median_result(results):

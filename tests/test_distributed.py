@@ -78,12 +78,10 @@ dist.destroy_process_group()
 """
 
 
-@pytest.fixture(scope="module")
-def replicas(tmp_path_factory):
-    """What each of two processes fitted under torchrun, as loaded pickles."""
-    folder = tmp_path_factory.mktemp("distributed")
+def _launch(folder, source):
+    """Run ``source`` on two processes under torchrun; what each pickled."""
     script = folder / "train.py"
-    script.write_text(textwrap.dedent(SCRIPT))
+    script.write_text(textwrap.dedent(source))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
@@ -94,6 +92,12 @@ def replicas(tmp_path_factory):
         with open(folder / f"rank{rank}.pkl", "rb") as file:
             loaded.append(pickle.load(file))
     return loaded
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory):
+    """What each of two processes fitted under torchrun, as loaded pickles."""
+    return _launch(tmp_path_factory.mktemp("distributed"), SCRIPT)
 
 
 # The same launch, but the script never makes a process group: skae starts
@@ -126,19 +130,7 @@ with open(os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pkl"), "wb") as f
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     """What each of two processes fitted under torchrun with no process group of its own."""
-    folder = tmp_path_factory.mktemp("launched")
-    script = folder / "train.py"
-    script.write_text(textwrap.dedent(LAUNCHED_SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         str(script), str(folder)], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    loaded = []
-    for rank in range(2):
-        with open(folder / f"rank{rank}.pkl", "rb") as file:
-            loaded.append(pickle.load(file))
-    return loaded
+    return _launch(tmp_path_factory.mktemp("launched"), LAUNCHED_SCRIPT)
 
 
 @pytest.mark.parametrize("name", ["ae", "classifier", "partial"])
