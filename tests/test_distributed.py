@@ -45,11 +45,11 @@ results["classifier"] = AutoencoderClassifier(
     AutoencoderTransformer(max_iter=2, **common), freeze_encoder=False, max_iter=2,
     batch_size=16, random_state=None, distributed=True).fit(X, y)
 import scipy.sparse as sp
-import skae._data
+import skae._sources
 results["sparse"] = AutoencoderTransformer(max_iter=2, **common).fit(
     sp.csr_matrix(np.where(X > 1, X, 0)))
 np.save(os.path.join(sys.argv[1], f"X{rank}.npy"), X)
-skae._data.BLOCK_BYTES = 10 * 4 * 16  # blocks of 16 rows: this memmap is read in windows
+skae._sources.BLOCK_BYTES = 10 * 4 * 16  # blocks of 16 rows: this memmap is read in windows
 results["blocks"] = AutoencoderTransformer(max_iter=2, early_stopping=True, **common).fit(
     np.load(os.path.join(sys.argv[1], f"X{rank}.npy"), mmap_mode="r"))
 results["frozen"] = AutoencoderClassifier(  # DDP sees the head's parameters only
