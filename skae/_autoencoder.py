@@ -46,8 +46,13 @@ class AutoencoderTransformer(BaseAutoencoder):
         ``"random"`` draws every weight (torch's default initialisation).
         ``"auto"`` is ``"pca"`` where that is possible, else ``"random"``.
     alpha : float, default=0.0001
-        L2 penalty on the weights (Adam's coupled weight decay; biases are
-        not penalised).
+        L2 penalty on the weights (not the biases), with the meaning of
+        scikit-learn's :class:`~sklearn.neural_network.MLPRegressor`: each
+        step minimises the mean over the batch's rows of the per-row loss
+        (summed over the features: half the squared error) plus ``alpha /
+        (2 * n_batch_rows) * ||W||**2``, the objective ``MLPRegressor``
+        fitted ``X -> X`` with the same ``alpha`` minimises. Applied as
+        Adam's coupled weight decay, scaled to the training loss.
     batch_size : int or "auto", default="auto"
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.

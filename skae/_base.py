@@ -215,8 +215,22 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         return self._training_loss
 
     def _optimizer_settings(self):
-        """Adam's ``(learning rate, L2 penalty)`` for training (parameters resolved)."""
-        return self.learning_rate_init, self.alpha
+        """Adam's ``(learning rate, L2 penalty)`` for training (parameters resolved).
+
+        The penalty is ``alpha`` on the scale of the training loss, per row
+        of a batch (see :mod:`skae._optim`): the weight decay of a batch of
+        ``n`` rows is ``penalty / n``.
+        """
+        return self.learning_rate_init, self.alpha * self._penalty_scale()
+
+    def _penalty_scale(self):
+        """The training loss over scikit-learn's per-row loss (the sum over
+        outputs of half the squared error, or of the log loss), averaged over
+        rows: what turns ``alpha`` into the penalty on the training loss.
+
+        1 for a loss that is scikit-learn's (a cross-entropy per row).
+        """
+        return 1.0
 
     def _start_from_data(self, state, source, generator):
         """Set up a new network (``state.module``) from training rows (``source``).
@@ -510,12 +524,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"The network's shape changed since it was fitted: {', '.join(changed)}. "
                 f"{how}, or clone the estimator, to train a new network; or set the "
                 "parameter back to continue training this one.")
-        learning_rate, alpha = self._optimizer_settings()
+        learning_rate, penalty = self._optimizer_settings()
         state = state.copy(device)
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate
             if group["decayed"]:
-                group["weight_decay"] = alpha
+                group["weight_decay"] = group["penalty"] = penalty
         return state
 
     def _train(self, X, y=None, *, warm_start=False, incremental=False, row_shape=None):
@@ -738,6 +752,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
     def _is_linear(self):
         return self.activation == "identity"
+
+    def _penalty_scale(self):
+        # The mean squared error over the features is 2 / n_features times
+        # half the squared error summed over them.
+        return 2.0 / self.n_features_in_
 
     def _can_learn_identity(self):
         """Whether nothing in training (noise, a KL term) keeps an overcomplete

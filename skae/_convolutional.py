@@ -76,8 +76,13 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         Standard deviation of the Gaussian noise, or the dropout rate (in
         ``[0, 1)``). Unused when ``noise`` is None.
     alpha : float, default=0.0001
-        L2 penalty on the weights (Adam's coupled weight decay; biases are
-        not penalised).
+        L2 penalty on the weights (not the biases), with the meaning of
+        scikit-learn's :class:`~sklearn.neural_network.MLPRegressor`: each
+        step minimises the mean over the batch's rows of the per-row loss
+        (summed over the features: half the squared error) plus ``alpha /
+        (2 * n_batch_rows) * ||W||**2``, the objective ``MLPRegressor``
+        fitted ``X -> X`` with the same ``alpha`` minimises. Applied as
+        Adam's coupled weight decay, scaled to the training loss.
     batch_size : int or "auto", default="auto"
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to
         the number of training rows.
