@@ -15,7 +15,8 @@ class AutoencoderTransformer(BaseAutoencoder):
 
     The encoder maps the input through ``hidden_layer_sizes`` to a linear
     code of ``n_components``; the decoder mirrors it back. The network is
-    trained with Adam to minimise the mean squared reconstruction error.
+    trained with Adam to minimise the reconstruction loss ``loss`` names
+    (by default the mean squared error).
     ``transform`` returns codes, ``inverse_transform`` decodes them.
 
     With ``activation="identity"`` and ``hidden_layer_sizes=()`` it is a
@@ -44,7 +45,17 @@ class AutoencoderTransformer(BaseAutoencoder):
         piecewise-linear ``activation`` ("relu", "leaky_relu" or
         "identity") and hidden layers at least ``2 * n_components`` wide.
         ``"random"`` draws every weight (torch's default initialisation).
-        ``"auto"`` is ``"pca"`` where that is possible, else ``"random"``.
+        ``"auto"`` is ``"pca"`` where that is possible (``loss="squared_error"``),
+        else ``"random"``.
+    loss : {"squared_error", "log_loss", "poisson"}, default="squared_error"
+        The reconstruction's likelihood, with scikit-learn's names: the
+        squared error (a Gaussian; standardised features), ``"log_loss"``
+        (a Bernoulli per value: sigmoid output, binary cross-entropy; data
+        in [0, 1] such as pixels or min-max scaled features, refused
+        outside) or ``"poisson"`` (counts: exponential output, Poisson
+        deviance; non-negative data, refused otherwise). ``score_samples``
+        and the penalty ``alpha`` follow it; ``inverse_transform`` returns
+        values on the data's scale (probabilities, rates).
     alpha : float, default=0.0001
         L2 penalty on the weights (not the biases), with the meaning of
         scikit-learn's :class:`~sklearn.neural_network.MLPRegressor`: each
@@ -208,6 +219,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         hidden_layer_sizes=(128,),
         activation="relu",
         init="auto",
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
@@ -229,6 +241,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.loss = loss
         self.init = init
         self.alpha = alpha
         self.batch_size = batch_size
@@ -250,6 +263,11 @@ class AutoencoderTransformer(BaseAutoencoder):
 
     def _check_params(self):
         super()._check_params()
+        if self.init == "pca" and self.loss != "squared_error":
+            raise ValueError(
+                f"init='pca' starts the network at PCA's reconstruction, the optimum of "
+                f"loss='squared_error' for a linear network, not of loss={self.loss!r}; "
+                "use init='random' (or 'auto') with this loss.")
         if self.init == "pca" and not self._can_start_at_pca():
             raise ValueError(
                 f"init='pca' needs a piecewise-linear activation ('relu', 'leaky_relu' or "
@@ -262,7 +280,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         return can_start_at_pca(self._hidden_layer_sizes(), self.n_components, self.activation)
 
     def _start_from_data(self, state, source, generator):
-        if self.init == "random" or (self.init == "auto" and not self._can_start_at_pca()):
+        if self.init == "random" or (self.init == "auto" and not (
+                self._can_start_at_pca() and self.loss == "squared_error")):
             return False
         mean, components = principal_components(source, self.n_components, generator)
         start_at_pca(state.module, mean, components, self.activation)

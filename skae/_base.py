@@ -20,6 +20,7 @@ from plain reconstruction, what its outputs are.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import warnings
@@ -54,6 +55,7 @@ from ._distributed import Replicas, launched_by_a_launcher, launcher_process_gro
 from ._engine import Trainer, TrainingDivergedError, Validation, fit_loop, resolve_batch_size
 from ._fastpath import ReconstructionLoss, dense_inference
 from ._inference import chunk_rows, predict_in_chunks, row_footprint, widest_row
+from ._losses import LIKELIHOODS
 from ._modules import (
     ACTIVATIONS,
     corrupt,
@@ -71,10 +73,6 @@ from ._sources import (
     validate_rows,
 )
 from ._state import RandomStreams, TrainingState, build_network, check_layout
-
-
-def _per_row_squared_error(reconstruction, X):
-    return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
 def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
@@ -723,13 +721,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "loss": [StrOptions(set(LIKELIHOODS))],
         "warm_start": ["boolean"],
     }
 
     def _network_params(self):
         return {"n_components": int(self.n_components),
                 "hidden_layer_sizes": self._hidden_layer_sizes(),
-                "activation": self.activation}
+                "activation": self.activation, "loss": self.loss}
 
     def _row_shape(self, X):
         """The shape of one row as ``X`` gives it before validation flattens
@@ -753,10 +752,24 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     def _is_linear(self):
         return self.activation == "identity"
 
+    def _loss(self, state):
+        # A declared reconstruction loss is computed under the likelihood of
+        # the network it trains (the one ``loss`` chose for it).
+        loss = super()._loss(state)
+        if isinstance(loss, ReconstructionLoss):
+            loss = dataclasses.replace(loss, loss=state.module.likelihood.name)
+        return loss
+
     def _penalty_scale(self):
-        # The mean squared error over the features is 2 / n_features times
-        # half the squared error summed over them.
-        return 2.0 / self.n_features_in_
+        # The training loss is a mean over the features: e.g. the mean squared
+        # error is 2 / n_features times half the squared error summed over them.
+        return LIKELIHOODS[self.loss].penalty_factor / self.n_features_in_
+
+    def _check_values(self, X, likelihood):
+        """Refuse values outside the support of the reconstruction likelihood
+        (arrays read from disk in blocks are not read here)."""
+        if not isinstance(X, LazyRows):
+            likelihood.check(X)
 
     def _can_learn_identity(self):
         """Whether nothing in training (noise, a KL term) keeps an overcomplete
@@ -788,11 +801,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         return module.encoder(X)
 
     def _decode(self, module, Z):
-        return module.decoder(Z)
+        # The reconstruction on the data's scale: the likelihood's link of
+        # the decoder's raw output.
+        return module.likelihood.link(module.decoder(Z))
 
     def _score_samples_tensor(self, module, X):
-        """Per-row score (greater is better): minus the mean squared error."""
-        return -_per_row_squared_error(self._decode(module, self._encode(module, X)), X)
+        """Per-row score (greater is better): minus the per-row loss."""
+        return -module.likelihood.per_row_loss(module.decoder(self._encode(module, X)), X)
 
     def _validation_scores(self, module, X, y, generator):
         # Early stopping judges what training minimises: a denoising
@@ -801,7 +816,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         loss = self._training_loss
         if isinstance(loss, ReconstructionLoss) and loss.noisy:
             noisy = corrupt(X, loss.noise, loss.noise_level, generator)
-            return -_per_row_squared_error(self._decode(module, self._encode(module, noisy)), X)
+            return -module.likelihood.per_row_loss(
+                module.decoder(self._encode(module, noisy)), X)
         return self._score_samples_tensor(module, X)
 
     def encoder_factory(self, n_features=None):
@@ -900,6 +916,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             continuing = self.warm_start and self.__sklearn_is_fitted__()
             row_shape = self._row_shape(X)
             X = self._validate_X(X, reset=not continuing)
+            self._check_values(X, LIKELIHOODS[self.loss])
             self._warn_if_overcomplete(X.shape[1])
             self._train(X, warm_start=self.warm_start, row_shape=row_shape)
         return self
@@ -931,6 +948,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             first_call = not self.__sklearn_is_fitted__()
             row_shape = self._row_shape(X)
             X = self._validate_X(X, reset=first_call)
+            self._check_values(X, LIKELIHOODS[self.loss])
             if first_call:
                 self._warn_if_overcomplete(X.shape[1])
             self._train(X, incremental=True, row_shape=row_shape)
@@ -981,17 +999,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         Returns
         -------
         X_original : ndarray of shape (n_samples, n_features)
-            The reconstructions.
+            The reconstructions, on the data's scale: probabilities for
+            ``loss="log_loss"``, rates for ``loss="poisson"``.
         """
         check_is_fitted(self)
         Z = self._validate_codes(X)
         return self._predict(self._decode, Z)
 
     def score_samples(self, X):
-        """Per-row score: minus the mean squared reconstruction error.
+        """Per-row score: minus the row's reconstruction loss.
 
-        Greater is better; the lowest scores mark the rows the model
-        reconstructs worst, which makes this usable for anomaly ranking.
+        The loss is the one ``loss`` names, averaged over the row's features:
+        the mean squared error (``"squared_error"``), the mean binary
+        cross-entropy (``"log_loss"``) or the mean Poisson deviance
+        (``"poisson"``) of the reconstruction. Greater is better; the lowest
+        scores mark the rows the model reconstructs worst, which makes this
+        usable for anomaly ranking.
 
         Parameters
         ----------
@@ -1005,6 +1028,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
+        self._check_values(X, self._training.module.likelihood)
         return self._predict(self._score_samples_tensor, X)
 
     def score(self, X, y=None):

@@ -29,9 +29,9 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     grow; the flattened feature map then goes through the dense
     ``hidden_layer_sizes`` to a linear code of ``n_components``. The decoder
     mirrors it with transposed convolutions back to the exact input shape.
-    It is trained with Adam to minimise the mean squared reconstruction
-    error, optionally from corrupted inputs (``noise``), as a denoising
-    autoencoder.
+    It is trained with Adam to minimise the reconstruction loss ``loss``
+    names (by default the mean squared error), optionally from corrupted
+    inputs (``noise``), as a denoising autoencoder.
 
     Parameters
     ----------
@@ -75,6 +75,15 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     noise_level : float, default=0.1
         Standard deviation of the Gaussian noise, or the dropout rate (in
         ``[0, 1)``). Unused when ``noise`` is None.
+    loss : {"squared_error", "log_loss", "poisson"}, default="squared_error"
+        The reconstruction's likelihood, with scikit-learn's names: the
+        squared error (a Gaussian; standardised features), ``"log_loss"``
+        (a Bernoulli per value: sigmoid output, binary cross-entropy; data
+        in [0, 1] such as pixels or min-max scaled features, refused
+        outside) or ``"poisson"`` (counts: exponential output, Poisson
+        deviance; non-negative data, refused otherwise). ``score_samples``
+        and the penalty ``alpha`` follow it; ``inverse_transform`` returns
+        values on the data's scale (probabilities, rates).
     alpha : float, default=0.0001
         L2 penalty on the weights (not the biases), with the meaning of
         scikit-learn's :class:`~sklearn.neural_network.MLPRegressor`: each
@@ -250,6 +259,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         activation="relu",
         noise=None,
         noise_level=0.1,
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.005,
@@ -274,6 +284,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         self.kernel_size = kernel_size
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.loss = loss
         self.noise = noise
         self.noise_level = noise_level
         self.alpha = alpha
@@ -378,11 +389,12 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
                 "input_shape": self._resolve_image_shape(n_features, row_shape),
                 "channels": params["channels"], "kernel_size": params["kernel_size"],
                 "hidden_layer_sizes": params["hidden_layer_sizes"],
-                "n_components": params["n_components"], "activation": params["activation"]}
+                "n_components": params["n_components"], "activation": params["activation"],
+                "loss": params["loss"]}
 
     def _can_learn_identity(self):
         return self.noise is None or self.noise_level == 0
 
     @property
     def _training_loss(self):
-        return ReconstructionLoss(self.noise, self.noise_level)
+        return ReconstructionLoss(self.noise, self.noise_level, self.loss)

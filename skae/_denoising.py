@@ -14,8 +14,9 @@ class DenoisingAutoencoder(AutoencoderTransformer):
 
     The network of :class:`AutoencoderTransformer`, trained to reconstruct
     each clean row from a corrupted copy of it [1]_: during training only,
-    ``noise`` is applied to the inputs while the loss (the mean squared
-    error over features) compares the output with the clean rows. This
+    ``noise`` is applied to the inputs while the loss (``loss``, by default
+    the mean squared error over features) compares the output with the
+    clean rows. This
     makes the code robust to small perturbations of the input, and the
     reconstruction ``inverse_transform(transform(X))`` a denoiser.
     ``transform``, ``inverse_transform``, ``score`` and ``score_samples``
@@ -55,7 +56,17 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         piecewise-linear ``activation`` ("relu", "leaky_relu" or
         "identity") and hidden layers at least ``2 * n_components`` wide.
         ``"random"`` draws every weight (torch's default initialisation).
-        ``"auto"`` is ``"pca"`` where that is possible, else ``"random"``.
+        ``"auto"`` is ``"pca"`` where that is possible (``loss="squared_error"``),
+        else ``"random"``.
+    loss : {"squared_error", "log_loss", "poisson"}, default="squared_error"
+        The reconstruction's likelihood, with scikit-learn's names: the
+        squared error (a Gaussian; standardised features), ``"log_loss"``
+        (a Bernoulli per value: sigmoid output, binary cross-entropy; data
+        in [0, 1] such as pixels or min-max scaled features, refused
+        outside) or ``"poisson"`` (counts: exponential output, Poisson
+        deviance; non-negative data, refused otherwise). ``score_samples``
+        and the penalty ``alpha`` follow it; ``inverse_transform`` returns
+        values on the data's scale (probabilities, rates).
     alpha : float, default=0.0001
         L2 penalty on the weights (not the biases), with the meaning of
         scikit-learn's :class:`~sklearn.neural_network.MLPRegressor`: each
@@ -82,7 +93,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         Training stops after this many consecutive epochs without progress.
     early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the rows and judge progress by
-        their denoising error: minus the mean squared error between the
+        their denoising error: minus the reconstruction loss between the
         clean rows and the reconstruction of a corrupted copy of them (the
         training ``noise``, the same draw at every epoch), so that training
         stops when denoising, not plain reconstruction, stops improving. The
@@ -228,6 +239,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         hidden_layer_sizes=(128,),
         activation="relu",
         init="auto",
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
@@ -250,6 +262,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
             n_components,
             hidden_layer_sizes=hidden_layer_sizes,
             activation=activation,
+            loss=loss,
             init=init,
             alpha=alpha,
             batch_size=batch_size,
@@ -281,4 +294,4 @@ class DenoisingAutoencoder(AutoencoderTransformer):
 
     @property
     def _training_loss(self):
-        return ReconstructionLoss(self.noise, self.noise_level)
+        return ReconstructionLoss(self.noise, self.noise_level, self.loss)

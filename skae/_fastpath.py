@@ -29,8 +29,8 @@ from functools import partial
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from ._losses import LIKELIHOODS
 from ._modules import MLPAutoencoder, corrupt
 
 _aten = torch.ops.aten
@@ -39,7 +39,11 @@ _MEAN = 1  # torch's Reduction::Mean
 
 @dataclass(frozen=True)
 class ReconstructionLoss:
-    """The mean squared error of a network's output against its clean input.
+    """The loss of a network's output against its clean input, under a likelihood.
+
+    ``loss`` names the likelihood of :mod:`skae._losses` (``"squared_error"``:
+    the mean squared error); training minimises its
+    :meth:`~skae._losses.Likelihood.training_loss`.
 
     The input is first corrupted by ``noise`` of strength ``noise_level``
     (see :func:`~skae._modules.corrupt`; ``None`` or ``0`` for none), drawn
@@ -52,10 +56,12 @@ class ReconstructionLoss:
     ----------
     noise : {"gaussian", "dropout"} or None, default=None
     noise_level : float, default=0.0
+    loss : {"squared_error", "log_loss", "poisson"}, default="squared_error"
     """
 
     noise: str | None = None
     noise_level: float = 0.0
+    loss: str = "squared_error"
 
     @property
     def noisy(self):
@@ -64,8 +70,8 @@ class ReconstructionLoss:
     def __call__(self, module, X, y, generator):
         noisy = corrupt(X, self.noise, self.noise_level, generator)
         # Every row has the same width, so the batch mean of the per-row
-        # mean squared errors is one fused mse_loss.
-        return F.mse_loss(module(noisy), X), {}
+        # losses is one fused loss (mse_loss for the squared error).
+        return LIKELIHOODS[self.loss].training_loss(module(noisy), X), {}
 
 
 # --------------------------------------------------------------------------- #
@@ -251,6 +257,7 @@ class DenseInference:
     def __init__(self, module, encoder_layers, decoder_layers):
         self.encoder = _DenseForward(encoder_layers, module.encoder)
         self.decoder = _DenseForward(decoder_layers, module.decoder)
+        self.likelihood = module.likelihood
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
@@ -281,12 +288,16 @@ def dense_step(module, loss_fn, optimizer, noise_generator, fallback):
     ``fallback(X_batch, y_batch)`` takes the step through autograd when the
     hand-written one fails.
 
-    They qualify when ``loss_fn`` is a :class:`ReconstructionLoss`, the
+    They qualify when ``loss_fn`` is a :class:`ReconstructionLoss` of the
+    squared error (the other likelihoods train through autograd), the
     network an :class:`~skae._modules.MLPAutoencoder` of float32 parameters
     that all train, on one CPU or CUDA device, with no hooks, and no autocast
     is active (the step computes in float32 whatever autocast asks).
     """
     if type(loss_fn) is not ReconstructionLoss:
+        return None
+    if loss_fn.loss != "squared_error":
+        # The other likelihoods train through autograd (the reference).
         return None
     if loss_fn.noise not in (None, "gaussian", "dropout"):
         return None

@@ -38,8 +38,15 @@ def _captured_gradients(estimator, X, batch_size, fast_path):
     return captured
 
 
-def _mlp_regressor_gradients(module, X, alpha):
-    """MLPRegressor's gradients (``_backprop``) for the same linear network."""
+_SKLEARN_OUTPUT = {"squared_error": ("squared_error", "identity"),
+                   "poisson": ("poisson", "exp"),
+                   "log_loss": ("log_loss", "logistic")}  # MLPClassifier's multilabel output
+
+
+def _mlp_regressor_gradients(module, X, alpha, loss="squared_error"):
+    """MLPRegressor's gradients (``_backprop``) for the same linear network
+    (for log_loss, MLPClassifier's, whose ``_backprop`` is the same method,
+    on a multilabel logistic output)."""
     linears = [layer for half in (module.encoder, module.decoder) for layer in half
                if isinstance(layer, torch.nn.Linear)]
     mlp = MLPRegressor(hidden_layer_sizes=[layer.out_features for layer in linears[:-1]],
@@ -48,7 +55,7 @@ def _mlp_regressor_gradients(module, X, alpha):
     mlp.intercepts_ = [layer.bias.detach().double().numpy().copy() for layer in linears]
     mlp.n_layers_ = len(linears) + 1
     mlp.n_outputs_ = X.shape[1]
-    mlp.out_activation_ = "identity"
+    mlp.loss, mlp.out_activation_ = _SKLEARN_OUTPUT[loss]
     X = X.astype(np.float64)
     activations = [X] + [None] * len(linears)
     deltas = [None] * len(linears)
@@ -60,27 +67,31 @@ def _mlp_regressor_gradients(module, X, alpha):
     return [g for c, b in zip(coef_grads, intercept_grads) for g in (c.T, b)]
 
 
+@pytest.mark.parametrize("loss, factor", [("squared_error", 2.0), ("log_loss", 1.0),
+                                          ("poisson", 1.0)])
 @pytest.mark.parametrize("fast_path", [True, False], ids=["hand-written", "autograd"])
 @pytest.mark.parametrize("estimator_class", [AutoencoderTransformer, DenoisingAutoencoder])
-def test_gradient_is_mlp_regressors_up_to_a_constant(estimator_class, fast_path):
+def test_gradient_is_mlp_regressors_up_to_a_constant(estimator_class, fast_path, loss, factor):
     """Every batch's gradient (a short last one too) is MLPRegressor's on the same
-    rows, times the constant 2 / n_features (a mean squared error over the
-    features), for weights and biases alike: the same objective, which Adam
-    minimises alike."""
+    rows (half the squared error, half the Poisson deviance; MLPClassifier's
+    binary log loss), times a constant (factor / n_features: the training loss
+    is a mean over the features, and the squared error not halved), for
+    weights and biases alike: the same objective, which Adam minimises alike."""
     rng = np.random.RandomState(0)
-    X = rng.normal(size=(23, 6)).astype(np.float32)
+    X = rng.uniform(size=(23, 6)).astype(np.float32)
     alpha = 0.7  # large, so that a penalty wrongly scaled shows
     kwargs = {"noise_level": 0.0} if estimator_class is DenoisingAutoencoder else {}
     estimator = estimator_class(n_components=2, hidden_layer_sizes=(4,), activation="identity",
                                 alpha=alpha, max_iter=2, early_stopping=False, init="random",
+                                loss=loss,
                                 random_state=0, **kwargs)
     estimator.fit(X)
     batches = _captured_gradients(estimator, X, batch_size=10, fast_path=fast_path)
     assert len(batches) == 3  # 10, 10 and 3 rows
     for start, got in zip((0, 10, 20), batches):
-        expected = _mlp_regressor_gradients(estimator.module_, X[start:start + 10], alpha)
+        expected = _mlp_regressor_gradients(estimator.module_, X[start:start + 10], alpha, loss)
         for g, e in zip(got, expected, strict=True):
-            np.testing.assert_allclose(g.numpy(), 2 / X.shape[1] * e, rtol=2e-4, atol=1e-6)
+            np.testing.assert_allclose(g.numpy(), factor / X.shape[1] * e, rtol=2e-4, atol=1e-6)
 
 
 def _weight_decays_of_a_fit(monkeypatch, estimator, *args):
