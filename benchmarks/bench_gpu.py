@@ -200,7 +200,7 @@ class GraphedStep:
     later full batch replays the capture on a copy of its rows. Parameters,
     optimizer moments and step counts are the same tensors in the graph and
     out of it, so a short last batch trains eagerly between replays. The
-    capture holds the learning rate: a new one is captured again. Only a
+    capture holds the learning rate and weight decay: new ones are captured again. Only a
     noiseless loss is graphed (the benchmark's). Off CUDA the graph is
     :class:`_EagerGraph`.
     """
@@ -213,7 +213,8 @@ class GraphedStep:
         self.graph = self.static_input = self.rates = None
 
     def _rates(self):
-        return tuple(group["lr"] for group in self.step.optimizer.param_groups)
+        return tuple((group["lr"], group["weight_decay"])
+                     for group in self.step.optimizer.param_groups)
 
     def _eager(self, X_batch):
         if self.device.type != "cuda":

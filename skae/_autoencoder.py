@@ -17,7 +17,8 @@ class AutoencoderTransformer(BaseAutoencoder):
 
     The encoder maps the input through ``hidden_layer_sizes`` to a linear
     code of ``n_components``; the decoder mirrors it back. The network is
-    trained with Adam to minimise the mean squared reconstruction error.
+    trained with Adam to minimise the reconstruction loss ``loss`` names
+    (by default the mean squared error).
     ``transform`` returns codes, ``inverse_transform`` decodes them.
 
     With ``activation="identity"`` and ``hidden_layer_sizes=()`` it is a
@@ -30,6 +31,7 @@ class AutoencoderTransformer(BaseAutoencoder):
     {hidden_layer_sizes}
     {activation}
     {init}
+    {loss}
     {alpha}
     {batch_size}
     {learning_rate_init}
@@ -121,6 +123,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         hidden_layer_sizes=(128,),
         activation="relu",
         init="auto",
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
@@ -142,6 +145,7 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.loss = loss
         self.init = init
         self.alpha = alpha
         self.batch_size = batch_size
@@ -163,6 +167,11 @@ class AutoencoderTransformer(BaseAutoencoder):
 
     def _check_params(self):
         super()._check_params()
+        if self.init == "pca" and self.loss != "squared_error":
+            raise ValueError(
+                f"init='pca' starts the network at PCA's reconstruction, the optimum of "
+                f"loss='squared_error' for a linear network, not of loss={self.loss!r}; "
+                "use init='random' (or 'auto') with this loss.")
         if self.init == "pca" and not self._can_start_at_pca():
             raise ValueError(
                 f"init='pca' needs a piecewise-linear activation ('relu', 'leaky_relu' or "
@@ -175,7 +184,8 @@ class AutoencoderTransformer(BaseAutoencoder):
         return can_start_at_pca(self._hidden_layer_sizes(), self.n_components, self.activation)
 
     def _start_from_data(self, state, source, generator):
-        if self.init == "random" or (self.init == "auto" and not self._can_start_at_pca()):
+        if self.init == "random" or (self.init == "auto" and not (
+                self._can_start_at_pca() and self.loss == "squared_error")):
             return False
         mean, components = principal_components(source, self.n_components, generator)
         start_at_pca(state.module, mean, components, self.activation)

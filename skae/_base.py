@@ -21,6 +21,7 @@ from plain reconstruction, what its outputs are.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import warnings
@@ -55,6 +56,7 @@ from ._distributed import Replicas, launched_by_a_launcher, launcher_process_gro
 from ._engine import Trainer, TrainingDivergedError, Validation, fit_loop, resolve_batch_size
 from ._fastpath import ReconstructionLoss, dense_inference
 from ._inference import chunk_rows, predict_in_chunks, row_footprint, widest_row
+from ._losses import LIKELIHOODS
 from ._modules import (
     ACTIVATIONS,
     corrupt,
@@ -72,10 +74,6 @@ from ._sources import (
     validate_rows,
 )
 from ._state import RandomStreams, TrainingState, build_network, check_layout
-
-
-def _per_row_squared_error(reconstruction, X):
-    return ((reconstruction - X) ** 2).flatten(1).mean(dim=1)
 
 
 def validate_numeric(estimator, X, y="no_validation", *, reset, **kwargs):
@@ -216,8 +214,22 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         return self._training_loss
 
     def _optimizer_settings(self):
-        """Adam's ``(learning rate, L2 penalty)`` for training (parameters resolved)."""
-        return self.learning_rate_init, self.alpha
+        """Adam's ``(learning rate, L2 penalty)`` for training (parameters resolved).
+
+        The penalty is ``alpha`` on the scale of the training loss, per row
+        of a batch (see :mod:`skae._optim`): the weight decay of a batch of
+        ``n`` rows is ``penalty / n``.
+        """
+        return self.learning_rate_init, self.alpha * self._penalty_scale()
+
+    def _penalty_scale(self):
+        """The training loss over scikit-learn's per-row loss (the sum over
+        outputs of half the squared error, or of the log loss), averaged over
+        rows: what turns ``alpha`` into the penalty on the training loss.
+
+        1 for a loss that is scikit-learn's (a cross-entropy per row).
+        """
+        return 1.0
 
     def _start_from_data(self, state, source, generator):
         """Set up a new network (``state.module``) from training rows (``source``).
@@ -511,12 +523,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"The network's shape changed since it was fitted: {', '.join(changed)}. "
                 f"{how}, or clone the estimator, to train a new network; or set the "
                 "parameter back to continue training this one.")
-        learning_rate, alpha = self._optimizer_settings()
+        learning_rate, penalty = self._optimizer_settings()
         state = state.copy(device)
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate
             if group["decayed"]:
-                group["weight_decay"] = alpha
+                group["weight_decay"] = group["penalty"] = penalty
         return state
 
     def _train(self, X, y=None, *, warm_start=False, incremental=False, row_shape=None):
@@ -710,13 +722,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "loss": [StrOptions(set(LIKELIHOODS))],
         "warm_start": ["boolean"],
     }
 
     def _network_params(self):
         return {"n_components": int(self.n_components),
                 "hidden_layer_sizes": self._hidden_layer_sizes(),
-                "activation": self.activation}
+                "activation": self.activation, "loss": self.loss}
 
     def _row_shape(self, X):
         """The shape of one row as ``X`` gives it before validation flattens
@@ -739,6 +752,25 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
     def _is_linear(self):
         return self.activation == "identity"
+
+    def _loss(self, state):
+        # A declared reconstruction loss is computed under the likelihood of
+        # the network it trains (the one ``loss`` chose for it).
+        loss = super()._loss(state)
+        if isinstance(loss, ReconstructionLoss):
+            loss = dataclasses.replace(loss, loss=state.module.likelihood.name)
+        return loss
+
+    def _penalty_scale(self):
+        # The training loss is a mean over the features: e.g. the mean squared
+        # error is 2 / n_features times half the squared error summed over them.
+        return LIKELIHOODS[self.loss].penalty_factor / self.n_features_in_
+
+    def _check_values(self, X, likelihood):
+        """Refuse values outside the support of the reconstruction likelihood
+        (arrays read from disk in blocks are not read here)."""
+        if not isinstance(X, LazyRows):
+            likelihood.check(X)
 
     def _can_learn_identity(self):
         """Whether nothing in training (noise, a KL term) keeps an overcomplete
@@ -770,11 +802,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         return module.encoder(X)
 
     def _decode(self, module, Z):
-        return module.decoder(Z)
+        # The reconstruction on the data's scale: the likelihood's link of
+        # the decoder's raw output.
+        return module.likelihood.link(module.decoder(Z))
 
     def _score_samples_tensor(self, module, X):
-        """Per-row score (greater is better): minus the mean squared error."""
-        return -_per_row_squared_error(self._decode(module, self._encode(module, X)), X)
+        """Per-row score (greater is better): minus the per-row loss."""
+        return -module.likelihood.per_row_loss(module.decoder(self._encode(module, X)), X)
 
     def _validation_scores(self, module, X, y, generator):
         # Early stopping judges what training minimises: a denoising
@@ -783,7 +817,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         loss = self._training_loss
         if isinstance(loss, ReconstructionLoss) and loss.noisy:
             noisy = corrupt(X, loss.noise, loss.noise_level, generator)
-            return -_per_row_squared_error(self._decode(module, self._encode(module, noisy)), X)
+            return -module.likelihood.per_row_loss(
+                module.decoder(self._encode(module, noisy)), X)
         return self._score_samples_tensor(module, X)
 
     def encoder_factory(self, n_features=None):
@@ -882,6 +917,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             continuing = self.warm_start and self.__sklearn_is_fitted__()
             row_shape = self._row_shape(X)
             X = self._validate_X(X, reset=not continuing)
+            self._check_values(X, LIKELIHOODS[self.loss])
             self._warn_if_overcomplete(X.shape[1])
             self._train(X, warm_start=self.warm_start, row_shape=row_shape)
         return self
@@ -913,6 +949,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             first_call = not self.__sklearn_is_fitted__()
             row_shape = self._row_shape(X)
             X = self._validate_X(X, reset=first_call)
+            self._check_values(X, LIKELIHOODS[self.loss])
             if first_call:
                 self._warn_if_overcomplete(X.shape[1])
             self._train(X, incremental=True, row_shape=row_shape)
@@ -963,17 +1000,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         Returns
         -------
         X_original : ndarray of shape (n_samples, n_features)
-            The reconstructions.
+            The reconstructions, on the data's scale: probabilities for
+            ``loss="log_loss"``, rates for ``loss="poisson"``.
         """
         check_is_fitted(self)
         Z = self._validate_codes(X)
         return self._predict(self._decode, Z)
 
     def score_samples(self, X):
-        """Per-row score: minus the mean squared reconstruction error.
+        """Per-row score: minus the row's reconstruction loss.
 
-        Greater is better; the lowest scores mark the rows the model
-        reconstructs worst, which makes this usable for anomaly ranking.
+        The loss is the one ``loss`` names, averaged over the row's features:
+        the mean squared error (``"squared_error"``), the mean binary
+        cross-entropy (``"log_loss"``) or the mean Poisson deviance
+        (``"poisson"``) of the reconstruction. Greater is better; the lowest
+        scores mark the rows the model reconstructs worst, which makes this
+        usable for anomaly ranking.
 
         Parameters
         ----------
@@ -987,6 +1029,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
+        self._check_values(X, self._training.module.likelihood)
         return self._predict(self._score_samples_tensor, X)
 
     def score(self, X, y=None):

@@ -68,10 +68,13 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         weights and trains on the labelled rows only (the baseline that
         shows what pretraining brings; it needs ``freeze_encoder=False``).
     alpha : float or "auto", default="auto"
-        L2 penalty on the weights in phase 2. ``"auto"`` is ``1 /
-        n_labelled`` with a frozen encoder (the penalty of scikit-learn's
-        ``LogisticRegression(C=1)`` on the codes) and ``0.0001`` when
-        fine-tuning.
+        L2 penalty on the weights in phase 2, with the meaning of
+        scikit-learn's :class:`~sklearn.neural_network.MLPClassifier`: each
+        step minimises the batch's mean cross-entropy plus ``alpha / (2 *
+        n_batch_rows) * ||W||**2``. ``"auto"`` is ``1`` with a frozen
+        encoder (the penalty of ``LogisticRegression(C=1)`` on the codes of
+        the rows it trains on, when one batch holds them all) and
+        ``0.0001`` when fine-tuning.
     batch_size : int or "auto", default="auto"
         Rows per minibatch in phase 2; ``"auto"`` is ``min(200,
         n_labelled)``.
@@ -331,7 +334,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                 self.pretrain and n_labelled < 20 * len(self.classes_)
                 if self.freeze_encoder == "auto" else self.freeze_encoder)
             frozen = self.freeze_encoder_
-            self.alpha_ = ((1.0 / n_labelled if frozen else 1e-4)
+            self.alpha_ = ((1.0 if frozen else 1e-4)
                            if self.alpha == "auto" else float(self.alpha))
             self.learning_rate_init_ = ((0.01 if frozen else 0.001)
                                         if self.learning_rate_init == "auto"

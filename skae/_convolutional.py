@@ -31,9 +31,9 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     grow; the flattened feature map then goes through the dense
     ``hidden_layer_sizes`` to a linear code of ``n_components``. The decoder
     mirrors it with transposed convolutions back to the exact input shape.
-    It is trained with Adam to minimise the mean squared reconstruction
-    error, optionally from corrupted inputs (``noise``), as a denoising
-    autoencoder.
+    It is trained with Adam to minimise the reconstruction loss ``loss``
+    names (by default the mean squared error), optionally from corrupted
+    inputs (``noise``), as a denoising autoencoder.
 
     Parameters
     ----------
@@ -75,6 +75,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     noise_level : float, default=0.1
         Standard deviation of the Gaussian noise, or the dropout rate (in
         ``[0, 1)``). Unused when ``noise`` is None.
+    {loss}
     {alpha}
     {batch_size}
     {learning_rate_init}
@@ -186,6 +187,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         activation="relu",
         noise=None,
         noise_level=0.1,
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.005,
@@ -210,6 +212,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         self.kernel_size = kernel_size
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.loss = loss
         self.noise = noise
         self.noise_level = noise_level
         self.alpha = alpha
@@ -314,11 +317,12 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
                 "input_shape": self._resolve_image_shape(n_features, row_shape),
                 "channels": params["channels"], "kernel_size": params["kernel_size"],
                 "hidden_layer_sizes": params["hidden_layer_sizes"],
-                "n_components": params["n_components"], "activation": params["activation"]}
+                "n_components": params["n_components"], "activation": params["activation"],
+                "loss": params["loss"]}
 
     def _can_learn_identity(self):
         return self.noise is None or self.noise_level == 0
 
     @property
     def _training_loss(self):
-        return ReconstructionLoss(self.noise, self.noise_level)
+        return ReconstructionLoss(self.noise, self.noise_level, self.loss)

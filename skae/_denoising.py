@@ -16,8 +16,9 @@ class DenoisingAutoencoder(AutoencoderTransformer):
 
     The network of :class:`AutoencoderTransformer`, trained to reconstruct
     each clean row from a corrupted copy of it [1]_: during training only,
-    ``noise`` is applied to the inputs while the loss (the mean squared
-    error over features) compares the output with the clean rows. This
+    ``noise`` is applied to the inputs while the loss (``loss``, by default
+    the mean squared error over features) compares the output with the
+    clean rows. This
     makes the code robust to small perturbations of the input, and the
     reconstruction ``inverse_transform(transform(X))`` a denoiser.
     ``transform``, ``inverse_transform``, ``score`` and ``score_samples``
@@ -41,6 +42,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     {hidden_layer_sizes}
     {activation}
     {init}
+    {loss}
     {alpha}
     {batch_size}
     {learning_rate_init}
@@ -49,7 +51,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     {n_iter_no_change}
     early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the rows and judge progress by
-        their denoising error: minus the mean squared error between the
+        their denoising error: minus the reconstruction loss between the
         clean rows and the reconstruction of a corrupted copy of them (the
         training ``noise``, the same draw at every epoch), so that training
         stops when denoising, not plain reconstruction, stops improving. The
@@ -149,6 +151,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         hidden_layer_sizes=(128,),
         activation="relu",
         init="auto",
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
@@ -171,6 +174,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
             n_components,
             hidden_layer_sizes=hidden_layer_sizes,
             activation=activation,
+            loss=loss,
             init=init,
             alpha=alpha,
             batch_size=batch_size,
@@ -202,4 +206,4 @@ class DenoisingAutoencoder(AutoencoderTransformer):
 
     @property
     def _training_loss(self):
-        return ReconstructionLoss(self.noise, self.noise_level)
+        return ReconstructionLoss(self.noise, self.noise_level, self.loss)

@@ -45,9 +45,25 @@ SHARED_ENTRIES = {
         ``"random"`` draws every weight (torch's default initialisation).
         ``"auto"`` is ``"pca"`` where that is possible, else ``"random"``.
     """),
+    "loss": ('{"squared_error", "log_loss", "poisson"}', """
+        The reconstruction's likelihood, with scikit-learn's names: the
+        squared error (a Gaussian; standardised features), ``"log_loss"``
+        (a Bernoulli per value: sigmoid output, binary cross-entropy; data
+        in [0, 1] such as pixels or min-max scaled features, refused
+        outside) or ``"poisson"`` (counts: exponential output, Poisson
+        deviance; non-negative data, refused otherwise). ``score_samples``
+        and the penalty ``alpha`` follow it; ``inverse_transform`` returns
+        values on the data's scale (probabilities, rates).
+    """),
     "alpha": ("float", """
-        L2 penalty on the weights (Adam's coupled weight decay; biases are
-        not penalised).
+        L2 penalty on the weights (not the biases), with the meaning of
+        scikit-learn's :class:`~sklearn.neural_network.MLPRegressor`: each
+        step minimises the mean over the batch's rows of the per-row loss
+        (summed over the features: half the squared error, or the
+        cross-entropy or Poisson deviance with ``loss``) plus ``alpha /
+        (2 * n_batch_rows) * ||W||**2``, the objective ``MLPRegressor``
+        fitted ``X -> X`` with the same ``alpha`` minimises. Applied as
+        Adam's coupled weight decay, scaled to the training loss.
     """),
     "batch_size": ('int or "auto"', """
         Rows per minibatch; ``"auto"`` is ``min(200, n_samples)``. Clipped to

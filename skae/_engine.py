@@ -104,6 +104,7 @@ class Trainer:
         #: first batch), and the mean square of that batch's values: the
         #: scales :class:`DivergenceRule` measures an epoch's loss against.
         self.starting_loss = self.data_scale = None
+        self._penalty_rows = None
         self.train_step = (
             fast_path and replicas is None and autocast_dtype is None
             and dense_step(module, loss_fn, optimizer, noise_generator, self.autograd_step)
@@ -160,7 +161,14 @@ class Trainer:
         n_seen = 0
         shard = None if self.replicas is None else self.replicas.shard
         replicated = self.replicas is not None
+        world_size = 1 if shard is None else self.replicas.world_size
         for X_batch, y_batch in source.batches(self.batch_size, self.shuffle_generator, shard):
+            # The L2 penalty is per row of the batch (scikit-learn's alpha /
+            # n_batch_rows); replicas average their gradients over them all.
+            n_rows = X_batch.shape[0] * world_size
+            if n_rows != self._penalty_rows:
+                self.optimizer.scale_penalty(n_rows)
+                self._penalty_rows = n_rows
             loss, parts = self.train_step(X_batch, y_batch)
             if self.starting_loss is None:  # the loss is computed before the step
                 self.starting_loss = float(loss)

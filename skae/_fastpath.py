@@ -29,17 +29,23 @@ from functools import partial
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from ._losses import LIKELIHOODS
 from ._modules import MLPAutoencoder, corrupt
 
 _aten = torch.ops.aten
 _MEAN = 1  # torch's Reduction::Mean
+# The likelihoods whose gradient the hand-written step writes; others take autograd.
+_CANONICAL = ("squared_error", "log_loss", "poisson")
 
 
 @dataclass(frozen=True)
 class ReconstructionLoss:
-    """The mean squared error of a network's output against its clean input.
+    """The loss of a network's output against its clean input, under a likelihood.
+
+    ``loss`` names the likelihood of :mod:`skae._losses` (``"squared_error"``:
+    the mean squared error); training minimises its
+    :meth:`~skae._losses.Likelihood.training_loss`.
 
     The input is first corrupted by ``noise`` of strength ``noise_level``
     (see :func:`~skae._modules.corrupt`; ``None`` or ``0`` for none), drawn
@@ -52,10 +58,12 @@ class ReconstructionLoss:
     ----------
     noise : {"gaussian", "dropout"} or None, default=None
     noise_level : float, default=0.0
+    loss : {"squared_error", "log_loss", "poisson"}, default="squared_error"
     """
 
     noise: str | None = None
     noise_level: float = 0.0
+    loss: str = "squared_error"
 
     @property
     def noisy(self):
@@ -64,8 +72,8 @@ class ReconstructionLoss:
     def __call__(self, module, X, y, generator):
         noisy = corrupt(X, self.noise, self.noise_level, generator)
         # Every row has the same width, so the batch mean of the per-row
-        # mean squared errors is one fused mse_loss.
-        return F.mse_loss(module(noisy), X), {}
+        # losses is one fused loss (mse_loss for the squared error).
+        return LIKELIHOODS[self.loss].training_loss(module(noisy), X), {}
 
 
 # --------------------------------------------------------------------------- #
@@ -251,6 +259,7 @@ class DenseInference:
     def __init__(self, module, encoder_layers, decoder_layers):
         self.encoder = _DenseForward(encoder_layers, module.encoder)
         self.decoder = _DenseForward(decoder_layers, module.decoder)
+        self.likelihood = module.likelihood
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
@@ -281,14 +290,15 @@ def dense_step(module, loss_fn, optimizer, noise_generator, fallback):
     ``fallback(X_batch, y_batch)`` takes the step through autograd when the
     hand-written one fails.
 
-    They qualify when ``loss_fn`` is a :class:`ReconstructionLoss`, the
+    They qualify when ``loss_fn`` is a :class:`ReconstructionLoss` (of any
+    likelihood of :mod:`skae._losses`), the
     network an :class:`~skae._modules.MLPAutoencoder` of float32 parameters
     that all train, on one CPU or CUDA device, with no hooks, and no autocast
     is active (the step computes in float32 whatever autocast asks).
     """
     if type(loss_fn) is not ReconstructionLoss:
         return None
-    if loss_fn.noise not in (None, "gaussian", "dropout"):
+    if loss_fn.noise not in (None, "gaussian", "dropout") or loss_fn.loss not in _CANONICAL:
         return None
     layers = _dense_layers(module)
     if not layers:
@@ -433,6 +443,26 @@ class DenseStep:
         self.optimizer.step()
         return loss, {}
 
+    def _loss_and_its_gradient(self, plan, X_batch):
+        """The loss of the raw output (``plan.output``), which its gradient
+        then overwrites."""
+        likelihood = self.loss.loss
+        if likelihood == "squared_error":
+            # The gradient, 2 (output - X) / n; the loss, the mean of
+            # (output - X) ** 2, is n / 4 times the sum of its squares: one
+            # pass over the gradient, where mse_loss takes two.
+            _aten.mse_loss_backward.grad_input(self.grad_output, plan.output, X_batch, _MEAN,
+                                               grad_input=plan.output)
+            flat = plan.flat_output
+            return torch.dot(flat, flat).mul_(flat.shape[0] / 4)
+        # The canonical links: the gradient of the mean loss is
+        # (link(output) - X) / n, sigmoid for log_loss, exp for poisson.
+        loss = LIKELIHOODS[likelihood].training_loss(plan.output, X_batch)
+        link = torch.sigmoid if likelihood == "log_loss" else torch.exp
+        link(plan.output, out=plan.output)
+        plan.output.sub_(X_batch).div_(plan.flat_output.shape[0])
+        return loss
+
     def _gradients(self, X_batch):
         """The loss of this batch, its gradients written into every ``.grad``."""
         plan = self._plan(X_batch.shape[0])
@@ -442,13 +472,7 @@ class DenseStep:
             if activation is not None:
                 activation()
             layer_input = activated
-        # The loss's gradient, 2 (output - X) / n, overwrites the output; the
-        # loss, the mean of (output - X) ** 2, is n / 4 times the sum of its
-        # squares: one pass over the gradient, where mse_loss takes two.
-        _aten.mse_loss_backward.grad_input(self.grad_output, plan.output, X_batch, _MEAN,
-                                           grad_input=plan.output)
-        flat = plan.flat_output
-        loss = torch.dot(flat, flat).mul_(flat.shape[0] / 4)
+        loss = self._loss_and_its_gradient(plan, X_batch)
         for (grad, grad_t, layer_input, weight, weight_grad, bias_grad, input_grad,
              activation) in plan.backward:
             torch.mm(grad_t, first_input if layer_input is None else layer_input,

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from ._losses import LIKELIHOODS
+
 ACTIVATIONS = {
     "identity": nn.Identity,
     "relu": nn.ReLU,
@@ -45,14 +47,18 @@ class MLPAutoencoder(nn.Module):
 
     The encoder maps ``n_features -> hidden_layer_sizes... -> n_components``
     with a linear code layer; the decoder mirrors it back to ``n_features``
-    with a linear output layer.
+    with a linear output layer: the raw output of the reconstruction
+    ``likelihood`` (:mod:`skae._losses`, named by ``loss``), whose link
+    gives the reconstruction on the data's scale.
     """
 
-    def __init__(self, n_features, hidden_layer_sizes, n_components, activation):
+    def __init__(self, n_features, hidden_layer_sizes, n_components, activation,
+                 loss="squared_error"):
         super().__init__()
         widths = [n_features, *hidden_layer_sizes, n_components]
         self.encoder = mlp(widths, activation)
         self.decoder = mlp(widths[::-1], activation)
+        self.likelihood = LIKELIHOODS[loss]
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
@@ -230,7 +236,8 @@ class MLPVariationalAutoencoder(nn.Module):
     """A dense variational autoencoder [1]_.
 
     ``encoder`` is a :class:`GaussianEncoder`; ``decoder`` mirrors its widths
-    back to ``n_features`` with a linear output layer. ``forward`` returns
+    back to ``n_features`` with a linear output layer (the raw output of
+    the reconstruction ``likelihood``, as in :class:`MLPAutoencoder`). ``forward`` returns
     the posterior parameters only: sampling codes needs a generator, which
     the caller owns.
 
@@ -240,10 +247,12 @@ class MLPVariationalAutoencoder(nn.Module):
        ICLR 2014.
     """
 
-    def __init__(self, n_features, hidden_layer_sizes, n_components, activation):
+    def __init__(self, n_features, hidden_layer_sizes, n_components, activation,
+                 loss="squared_error"):
         super().__init__()
         self.encoder = GaussianEncoder(n_features, hidden_layer_sizes, n_components, activation)
         self.decoder = mlp([n_components, *hidden_layer_sizes[::-1], n_features], activation)
+        self.likelihood = LIKELIHOODS[loss]
 
     def forward(self, X):
         return self.encoder(X)
@@ -264,12 +273,15 @@ class ConvAutoencoder(nn.Module):
     entry of ``channels``, then maps the flattened feature map through the
     dense ``hidden_layer_sizes`` to a linear code of ``n_components``. The
     decoder mirrors it, with transposed convolutions whose output padding
-    restores every size exactly, odd ones included, and a linear output.
+    restores every size exactly, odd ones included, and a linear output
+    (the raw output of the reconstruction ``likelihood``, as in
+    :class:`MLPAutoencoder`).
     """
 
     def __init__(self, input_shape, channels, kernel_size, hidden_layer_sizes, n_components,
-                 activation):
+                 activation, loss="squared_error"):
         super().__init__()
+        self.likelihood = LIKELIHOODS[loss]
         n_axes = len(input_shape) - 1
         conv, conv_transpose = {1: (nn.Conv1d, nn.ConvTranspose1d),
                                 2: (nn.Conv2d, nn.ConvTranspose2d)}[n_axes]

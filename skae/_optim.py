@@ -1,9 +1,18 @@
-"""Adam, and the L2 penalty on weights, for every skae network.
+"""Adam, and the L2 penalty on weights with scikit-learn's meaning, for every skae network.
 
 :class:`Adam` steps with torch's fused kernel where the device has one and a
 plain tensor formula elsewhere; :func:`make_optimizer` groups a network's
 parameters so that only weights (not biases or normalisation parameters)
 carry the penalty.
+
+The penalty is scikit-learn's ``alpha`` (:class:`~sklearn.neural_network.MLPRegressor`):
+each step minimises the batch's mean per-row loss plus ``alpha / (2 *
+n_batch_rows) * ||W||**2``. Adam applies it as a coupled weight decay on the
+gradient of the training loss, which an estimator may compute on another
+scale than the per-row loss (a mean over the features instead of a sum): the
+estimator gives the penalty on its training loss's scale per row of a batch
+(``penalty``, e.g. ``2 * alpha / n_features`` for a mean squared error), and
+:meth:`Adam.scale_penalty` divides it by the rows of each batch.
 """
 
 import math
@@ -25,6 +34,8 @@ class Adam:
     ----------
     param_groups : list of dict
         Each with ``"params"`` and ``"weight_decay"``; other keys are kept.
+        A group with a ``"penalty"`` has its ``"weight_decay"`` set by
+        :meth:`scale_penalty`.
     lr : float
         Learning rate, stored per group as ``"lr"`` (change it there).
     betas : tuple of float, default=(0.9, 0.999)
@@ -48,6 +59,14 @@ class Adam:
         device = self.param_groups[0]["params"][0].device if self.param_groups else None
         self._fused = (hasattr(torch, "_fused_adam_") and device is not None
                        and device.type in ("cpu", "cuda", "mps"))
+
+    def scale_penalty(self, n_rows):
+        """Set the weight decay of the penalised groups for a batch of ``n_rows``
+        rows: ``penalty / n_rows``, scikit-learn's ``alpha / n_batch_rows``
+        on the training loss's scale."""
+        for group in self.param_groups:
+            if "penalty" in group:
+                group["weight_decay"] = group["penalty"] / n_rows
 
     def zero_grad(self):
         for group in self.param_groups:
@@ -170,14 +189,19 @@ class Adam:
         self._plan = self._plan_key = None
 
 
-def make_optimizer(module, learning_rate, alpha):
-    """:class:`Adam` over the trainable parameters, with L2 penalty ``alpha`` on
-    weights (not on biases or normalisation parameters)."""
+def make_optimizer(module, learning_rate, penalty):
+    """:class:`Adam` over the trainable parameters, with an L2 penalty on weights
+    (not on biases or normalisation parameters).
+
+    ``penalty`` is the penalty on the training loss's scale, per row of a
+    batch: the weight decay of a batch of ``n`` rows is ``penalty / n``
+    (:meth:`Adam.scale_penalty`; until it is called, ``penalty`` itself).
+    """
     decay, no_decay = [], []
     for name, parameter in module.named_parameters():
         if not parameter.requires_grad:
             continue
         (decay if parameter.ndim > 1 and name.endswith("weight") else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": alpha, "decayed": True},
+    groups = [{"params": decay, "weight_decay": penalty, "penalty": penalty, "decayed": True},
               {"params": no_decay, "weight_decay": 0.0, "decayed": False}]
     return Adam([group for group in groups if group["params"]], lr=learning_rate)

@@ -217,8 +217,9 @@ class TrainingState:
                                 for name, value in portable["module"].items()})
         module = module.to(device).eval()
         saved = portable["optimizer"]
-        optimizer = make_optimizer(module, saved["param_groups"][0]["lr"],
-                                   saved["param_groups"][0]["weight_decay"])
+        first = saved["param_groups"][0]
+        optimizer = make_optimizer(module, first["lr"],
+                                   first.get("penalty", first["weight_decay"]))
         optimizer.load_state_dict({
             "param_groups": saved["param_groups"],
             "moments": [None if moments is None else

@@ -1,7 +1,6 @@
 """VariationalAutoencoder: a dense VAE with a Gaussian code and likelihood."""
 
 import functools
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,9 +11,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseAutoencoder
 from ._device import check_memory, make_generator, seed_from_random_state
 from ._docstrings import fill_shared_entries
+from ._losses import LIKELIHOODS
 from ._sources import sample_rows
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 def gaussian_kl(mean, log_variance):
@@ -24,8 +22,7 @@ def gaussian_kl(mean, log_variance):
 
 def gaussian_negative_log_likelihood(reconstruction, X):
     """Per-row ``-log N(X | reconstruction, I)``: half the squared error plus a constant."""
-    squared_error = (reconstruction - X).square().flatten(1).sum(dim=1)
-    return 0.5 * (squared_error + X[0].numel() * _LOG_2PI)
+    return LIKELIHOODS["squared_error"].negative_log_likelihood(reconstruction, X)
 
 
 @fill_shared_entries
@@ -43,7 +40,10 @@ class VariationalAutoencoder(BaseAutoencoder):
     where ``reconstruction = 0.5 * ||x - decoder(z)||**2 + 0.5 * n_features *
     log(2 * pi)`` is the negative log-likelihood of ``x`` under a Gaussian
     of unit variance around the decoded mean (half the sum, not the mean,
-    of the squared errors over features), and ``kl`` is the KL divergence
+    of the squared errors over features; with ``loss="log_loss"`` or
+    ``"poisson"``, the negative log-likelihood of a Bernoulli or a Poisson
+    per feature, summed over features, as in Kingma and Welling's MNIST
+    setup), and ``kl`` is the KL divergence
     of the posterior from the standard normal prior, summed over latent
     dimensions. With ``beta=1`` the loss is the negative evidence lower
     bound (ELBO). Both terms are sums over features or latent dimensions
@@ -72,8 +72,9 @@ class VariationalAutoencoder(BaseAutoencoder):
         Weight of the KL term in the loss [2]_; see above for its meaning as
         the likelihood's variance. ``"auto"`` is the mean variance of the
         features of (up to 10,000 of) the training rows, fixed at the first
-        fit of a network (see ``beta_``). ``0`` trains a (noisy-code)
-        autoencoder.
+        fit of a network (see ``beta_``), with ``loss="squared_error"``, and
+        1 (the ELBO) with the other likelihoods, whose variance is not free.
+        ``0`` trains a (noisy-code) autoencoder.
     hidden_layer_sizes : int or tuple of int, default=(100,)
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer (a linear
@@ -81,6 +82,7 @@ class VariationalAutoencoder(BaseAutoencoder):
     activation : {activation_options}, default="relu"
         Activation after every hidden layer. The posterior heads and the
         output layer are linear.
+    {loss}
     {alpha}
     {batch_size}
     {learning_rate_init}
@@ -188,6 +190,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         beta="auto",
         hidden_layer_sizes=(100,),
         activation="relu",
+        loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
@@ -210,6 +213,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         self.beta = beta
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.loss = loss
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -235,6 +239,11 @@ class VariationalAutoencoder(BaseAutoencoder):
     def _can_learn_identity(self):
         return self.beta == 0
 
+    def _penalty_scale(self):
+        # The loss is per row, summed over features: half the squared error
+        # (plus a constant) and the KL term, scikit-learn's scale.
+        return 1.0
+
     @property
     def beta_(self):
         """The weight of the KL term the network was trained with.
@@ -257,7 +266,10 @@ class VariationalAutoencoder(BaseAutoencoder):
     def _loss(self, state):
         # The weight of the KL term is resolved for each training call and
         # kept with the network it trains (beta_).
-        beta = float(self.beta) if self.beta != "auto" else state.settings["auto_beta"]
+        if self.beta != "auto":
+            beta = float(self.beta)
+        else:
+            beta = state.settings["auto_beta"] if self.loss == "squared_error" else 1.0
         state.settings["beta"] = beta
         return functools.partial(self._training_loss, beta=beta)
 
@@ -266,7 +278,8 @@ class VariationalAutoencoder(BaseAutoencoder):
         # Reparameterisation: z = mean + std * eps keeps the draw differentiable.
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         codes = mean + torch.exp(0.5 * log_variance) * eps
-        reconstruction = gaussian_negative_log_likelihood(module.decoder(codes), X).mean()
+        reconstruction = module.likelihood.negative_log_likelihood(module.decoder(codes),
+                                                                   X).mean()
         kl = gaussian_kl(mean, log_variance).mean()
         return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl}
 
@@ -289,16 +302,17 @@ class VariationalAutoencoder(BaseAutoencoder):
         # omitting the (non-positive, for a locally linear decoder) term
         # -0.5 * trace(J Sigma J^T) of the exact ELBO.
         mean, log_variance = module.encoder(X)
-        reconstruction = gaussian_negative_log_likelihood(module.decoder(mean), X)
+        reconstruction = module.likelihood.negative_log_likelihood(module.decoder(mean), X)
         return -(reconstruction + gaussian_kl(mean, log_variance))
 
     def score_samples(self, X):
         """Per-row evidence lower bound (ELBO), in nats.
 
-        ``log N(x | decoder(mean), I) - KL(q(z | x) || N(0, I))``, with the
-        likelihood taken at the posterior mean, so the value is
-        deterministic and does not depend on the other rows. It includes the
-        Gaussian's normalising constant, so it estimates (a lower bound
+        ``log p(x | decoder(mean)) - KL(q(z | x) || N(0, I))``, with the
+        likelihood ``loss`` names (a Gaussian of unit variance, a Bernoulli
+        or a Poisson per feature) taken at the posterior mean, so the value
+        is deterministic and does not depend on the other rows. It includes
+        the likelihood's normalising constant, so it estimates (a lower bound
         on) ``log p(x)`` up to the curvature of the decoder over the
         posterior, and compares with the log-densities of other models such
         as :class:`~sklearn.mixture.GaussianMixture`. ``beta`` does not
