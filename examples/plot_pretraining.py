@@ -9,9 +9,9 @@ scratch on the labelled digits alone, with 1% to 50% of them labelled.
 
 With the autoencoder used here (a 16-number code, trained for reconstruction
 with its own defaults), pretraining does not pay: over three label draws the
-pretrained classifier was 0.4 to 2.4 points *less* accurate than the one
-trained from scratch at every fraction (0.465 against 0.489 with 13 labels,
-0.966 against 0.970 with 628). The :doc:`user guide
+pretrained classifier was 0.2 to 3.5 points *less* accurate than the one
+trained from scratch at every fraction (0.449 against 0.481 with 13 labels,
+0.970 against 0.972 with 628). The :doc:`user guide
 </user_guide/pretraining>` gives the measurements of other autoencoders.
 """
 
