@@ -614,8 +614,6 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                                       streams.generator(RandomStreams.START))
             state.record(history, validating=validating, incremental=incremental,
                          batch_size=batch_size)
-            if state.row_width is None:
-                state.row_width = widest_row(state.module, self.n_features_in_)
         self._training = state  # the commit
         if history.stop_reason == "interrupted":
             warnings.warn(f"{type(self).__name__}: training was {history.message}; the model "
