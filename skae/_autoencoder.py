@@ -31,10 +31,12 @@ class AutoencoderTransformer(BaseAutoencoder):
     {hidden_layer_sizes}
     {activation}
     {init}
+    {batch_norm}
     {loss}
     {alpha}
     {batch_size}
     {learning_rate_init}
+    {learning_rate}
     {max_iter}
     {tol}
     {n_iter_no_change}
@@ -114,6 +116,7 @@ class AutoencoderTransformer(BaseAutoencoder):
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "init": [StrOptions({"auto", "pca", "random"})],
+        "batch_norm": ["boolean", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -123,10 +126,12 @@ class AutoencoderTransformer(BaseAutoencoder):
         hidden_layer_sizes=(128,),
         activation="relu",
         init="auto",
+        batch_norm="auto",
         loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
+        learning_rate="adaptive",
         max_iter=200,
         tol=3e-3,
         n_iter_no_change=10,
@@ -147,9 +152,11 @@ class AutoencoderTransformer(BaseAutoencoder):
         self.activation = activation
         self.loss = loss
         self.init = init
+        self.batch_norm = batch_norm
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -172,6 +179,11 @@ class AutoencoderTransformer(BaseAutoencoder):
                 f"init='pca' starts the network at PCA's reconstruction, the optimum of "
                 f"loss='squared_error' for a linear network, not of loss={self.loss!r}; "
                 "use init='random' (or 'auto') with this loss.")
+        if self.init == "pca" and self._batch_norm_requested():
+            raise ValueError(
+                "init='pca' starts the network at PCA's reconstruction, which a network "
+                "with batch_norm=True cannot compute; use batch_norm=False (or 'auto') "
+                "with init='pca', or init='random' with batch normalisation.")
         if self.init == "pca" and not self._can_start_at_pca():
             raise ValueError(
                 f"init='pca' needs a piecewise-linear activation ('relu', 'leaky_relu' or "
@@ -183,9 +195,29 @@ class AutoencoderTransformer(BaseAutoencoder):
     def _can_start_at_pca(self):
         return can_start_at_pca(self._hidden_layer_sizes(), self.n_components, self.activation)
 
+    def _starts_at_pca(self):
+        """Whether a new network starts at PCA (``init`` resolved)."""
+        if self.init == "auto":
+            return (not self._batch_norm_requested() and self.loss == "squared_error"
+                    and self._can_start_at_pca())
+        return self.init == "pca"
+
+    def _batch_norm_requested(self):
+        return not (isinstance(self.batch_norm, str) and self.batch_norm == "auto") and bool(
+            self.batch_norm)
+
+    def _uses_batch_norm(self):
+        """``batch_norm`` resolved: "auto" is on for a network of two hidden
+        layers or more that starts at random."""
+        if isinstance(self.batch_norm, str) and self.batch_norm == "auto":
+            return len(self._hidden_layer_sizes()) >= 2 and not self._starts_at_pca()
+        return bool(self.batch_norm)
+
+    def _network_params(self):
+        return {**super()._network_params(), "batch_norm": self._uses_batch_norm()}
+
     def _start_from_data(self, state, source, generator):
-        if self.init == "random" or (self.init == "auto" and not (
-                self._can_start_at_pca() and self.loss == "squared_error")):
+        if not self._starts_at_pca():
             return False
         mean, components = principal_components(source, self.n_components, generator)
         start_at_pca(state.module, mean, components, self.activation)

@@ -121,6 +121,7 @@ _TRAINING_CONSTRAINTS = {
     "alpha": [Interval(Real, 0, None, closed="left")],
     "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
     "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "learning_rate": [StrOptions({"constant", "adaptive", "cosine"})],
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -221,6 +222,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         ``n`` rows is ``penalty / n``.
         """
         return self.learning_rate_init, self.alpha * self._penalty_scale()
+
+    def _schedule(self):
+        """The learning-rate schedule's arguments of :func:`~skae._engine.fit_loop`."""
+        schedule = getattr(self, "learning_rate", "adaptive")
+        return {"lr_reductions": 0 if schedule == "constant" else 1,
+                "cosine": schedule == "cosine"}
 
     def _penalty_scale(self):
         """The training loss over scikit-learn's per-row loss (the sum over
@@ -599,7 +606,7 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                     callbacks=self._callbacks(), first_epoch=state.n_iter + 1,
                     phase="partial_fit" if incremental else self._phase,
                     name=type(self).__name__, single_call=incremental,
-                    relative_tol=self._relative_tol)
+                    relative_tol=self._relative_tol, **self._schedule())
             except TrainingDivergedError as error:
                 raise TrainingDivergedError(
                     f"{error} Scale the input (e.g. with StandardScaler or MinMaxScaler) or "
@@ -623,7 +630,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs were reached "
                 "and the optimisation hasn't converged yet; raise max_iter or tol.",
                 ConvergenceWarning)
-        elif untrained and history.stop_reason == "converged" and _left_its_start(history):
+        elif (untrained and history.stop_reason in ("converged", "annealed")
+              and _left_its_start(history)):
             # Early stopping kept the network training started from when
             # training ended by itself: say so, since the model is then what
             # no epoch of training made. (A callback that stops training

@@ -69,7 +69,8 @@ class TrainingSummary:
     n_epochs : int
         Epochs run in this phase.
     reason : str
-        ``"converged"``, ``"max_iter"``, ``"callback"`` or ``"interrupted"``.
+        ``"converged"``, ``"max_iter"``, ``"annealed"`` (the cosine learning-rate
+        schedule ran its ``max_iter`` epochs), ``"callback"`` or ``"interrupted"``.
     message : str
         One sentence saying why training stopped, e.g. ``"converged after 37
         epochs (no improvement of the loss by more than tol=0.0001 for 10

@@ -79,6 +79,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     {alpha}
     {batch_size}
     {learning_rate_init}
+    {learning_rate}
     {max_iter}
     {tol}
     {n_iter_no_change}
@@ -191,6 +192,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.005,
+        learning_rate="adaptive",
         max_iter=200,
         tol=3e-3,
         n_iter_no_change=10,
@@ -218,6 +220,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change

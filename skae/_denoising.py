@@ -5,7 +5,7 @@ from numbers import Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._autoencoder import AutoencoderTransformer
-from ._base import BaseAutoencoder, ReconstructionLoss
+from ._base import ReconstructionLoss
 from ._docstrings import fill_shared_entries
 from ._modules import check_noise_level
 
@@ -42,10 +42,12 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     {hidden_layer_sizes}
     {activation}
     {init}
+    {batch_norm}
     {loss}
     {alpha}
     {batch_size}
     {learning_rate_init}
+    {learning_rate}
     {max_iter}
     {tol}
     {n_iter_no_change}
@@ -137,7 +139,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     """
 
     _parameter_constraints: dict = {
-        **BaseAutoencoder._parameter_constraints,
+        **AutoencoderTransformer._parameter_constraints,
         "noise": [StrOptions({"gaussian", "dropout"})],
         "noise_level": [Interval(Real, 0, None, closed="left")],
     }
@@ -151,10 +153,12 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         hidden_layer_sizes=(128,),
         activation="relu",
         init="auto",
+        batch_norm="auto",
         loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
+        learning_rate="adaptive",
         max_iter=200,
         tol=3e-3,
         n_iter_no_change=10,
@@ -176,9 +180,11 @@ class DenoisingAutoencoder(AutoencoderTransformer):
             activation=activation,
             loss=loss,
             init=init,
+            batch_norm=batch_norm,
             alpha=alpha,
             batch_size=batch_size,
             learning_rate_init=learning_rate_init,
+            learning_rate=learning_rate,
             max_iter=max_iter,
             tol=tol,
             n_iter_no_change=n_iter_no_change,

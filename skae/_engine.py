@@ -105,6 +105,10 @@ class Trainer:
         #: scales :class:`DivergenceRule` measures an epoch's loss against.
         self.starting_loss = self.data_scale = None
         self._penalty_rows = None
+        # Batch normalisation has no statistics for a batch of one row.
+        self._min_batch_rows = 2 if any(
+            isinstance(submodule, torch.nn.modules.batchnorm._BatchNorm)
+            for submodule in module.modules()) else 1
         self.train_step = (
             fast_path and replicas is None and autocast_dtype is None
             and dense_step(module, loss_fn, optimizer, noise_generator, self.autograd_step)
@@ -128,6 +132,10 @@ class Trainer:
     def scale_learning_rate(self, factor):
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
+
+    def set_learning_rate(self, value):
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
 
     def _loss(self, X_batch, y_batch):
         if self._replicated is not None:
@@ -163,6 +171,8 @@ class Trainer:
         replicated = self.replicas is not None
         world_size = 1 if shard is None else self.replicas.world_size
         for X_batch, y_batch in source.batches(self.batch_size, self.shuffle_generator, shard):
+            if X_batch.shape[0] < self._min_batch_rows:
+                continue
             # The L2 penalty is per row of the batch (scikit-learn's alpha /
             # n_batch_rows); replicas average their gradients over them all.
             n_rows = X_batch.shape[0] * world_size
@@ -182,6 +192,11 @@ class Trainer:
             if not replicated and stop_requested():
                 break
         self.module.eval()
+        if total is None:
+            raise ValueError(
+                "Batch normalisation needs batches of at least 2 rows, and this epoch had "
+                "none: give at least 2 training rows and batch_size >= 2, or set "
+                "batch_norm=False.")
         # One synchronisation per epoch, not per step.
         if replicated:
             names = list(part_totals)
@@ -307,7 +322,7 @@ def _weights(module):
 
 def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=None,
              callbacks=(), first_epoch=1, phase="fit", name="model", single_call=False,
-             lr_reductions=1, lr_factor=0.1, relative_tol=True):
+             lr_reductions=1, lr_factor=0.1, relative_tol=True, cosine=False):
     """Train for up to ``max_iter`` epochs, stopping once progress stalls.
 
     For each epoch: train on every batch (:meth:`Trainer.run_epoch`),
@@ -322,6 +337,11 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
     weights of the best one are restored at the end: training never returns
     a network that scores worse on the held-out rows than the one it began
     with.
+
+    With ``cosine``, the learning rate follows a cosine from its value at
+    the call's start down towards zero at epoch ``max_iter`` (Loshchilov and
+    Hutter's annealing, one cycle, set at the start of each epoch); the
+    stopping rule then stops at the first stall instead of cutting the rate.
 
     Each callback is called as ``callback(EpochRecord)`` after every epoch; a
     truthy return value stops training. Callbacks with ``on_train_begin`` and
@@ -354,7 +374,8 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
             batch_size=trainer.batch_size, max_iter=max_epoch)
     best_state = None
     rule = StoppingRule(tol, n_iter_no_change, relative=relative_tol,
-                        lr_reductions=lr_reductions)
+                        lr_reductions=0 if cosine else lr_reductions)
+    base_rate = trainer.learning_rate
     if validation is not None:
         rule.best = validation.score(module)
         _check_finite(rule.best, "validation score", first_epoch - 1)
@@ -364,6 +385,9 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
     with deferred_interrupts() as interrupt:
         for epoch in range(first_epoch, last_epoch + 1):
             started = time.perf_counter()
+            if cosine:
+                done = (epoch - first_epoch) / max_iter
+                trainer.set_learning_rate(base_rate * 0.5 * (1.0 + math.cos(math.pi * done)))
             # Train.
             loss, parts = trainer.run_epoch(source, lambda: interrupt.requested)
             if replicas is not None:
@@ -426,6 +450,11 @@ def fit_loop(trainer, source, *, max_iter, tol, n_iter_no_change, validation=Non
         else:
             history.message = (f"one epoch over {source.n_rows} samples" if single_call else
                                f"max_iter={max_iter} reached after {max_iter} epochs")
+            if cosine and not single_call:
+                history.stop_reason = "annealed"
+                history.message += " (the cosine schedule's end)"
+    if cosine:
+        trainer.set_learning_rate(base_rate)
     if best_state is not None:
         module.load_state_dict(best_state)
         kept = (f"epoch {history.best_epoch}" if history.best_epoch >= first_epoch

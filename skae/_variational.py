@@ -86,6 +86,7 @@ class VariationalAutoencoder(BaseAutoencoder):
     {alpha}
     {batch_size}
     {learning_rate_init}
+    {learning_rate}
     {max_iter}
     {tol}
     {n_iter_no_change}
@@ -194,6 +195,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.003,
+        learning_rate="adaptive",
         max_iter=200,
         tol=3e-4,
         n_iter_no_change=10,
@@ -217,6 +219,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
