@@ -47,6 +47,13 @@ class _Method(torch.nn.Module):
 
 
 def _require_exporter():
+    # torch.onnx.export(dynamo=True, dynamic_shapes=..., external_data=...): torch 2.6 on.
+    release = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+    if release < (2, 6):
+        raise ImportError(
+            f"to_onnx needs torch 2.6 or later (its torch.export-based ONNX exporter); "
+            f"this is torch {torch.__version__}. Install skae's onnx extra: pip install "
+            "'skae[onnx]'.")
     missing = []
     for name in ("onnx", "onnxscript"):
         try:
