@@ -1080,13 +1080,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         Examples
         --------
         >>> import numpy as np
+        >>> from sklearn.datasets import load_digits
         >>> from skae import AutoencoderTransformer
-        >>> X = np.random.RandomState(0).normal(size=(100, 6))
-        >>> ae = AutoencoderTransformer(n_components=2, max_iter=5, tol=0.5,
-        ...                             random_state=0).fit(X)
+        >>> X = load_digits().data[:500] / 16.0
+        >>> ae = AutoencoderTransformer(n_components=4, random_state=0).fit(X)
         >>> paths = ae.interpolate(X[:3], X[3:6], n_steps=5)
         >>> paths.shape
-        (3, 5, 6)
+        (3, 5, 64)
         >>> bool(np.allclose(paths[:, 0], ae.inverse_transform(ae.transform(X[:3]))))
         True
         """
@@ -1106,8 +1106,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         ----------
         path : str or os.PathLike
             The file to write (its folder must exist); overwritten if present.
-        method : {"transform", "inverse_transform", "score_samples"}, \
-                default="transform"
+        method : {"transform", "inverse_transform", "score_samples"}, default="transform"
             The method to export. The model's input is ``"X"``, float32 rows
             flattened to ``(n_samples, n_features_in_)`` (``"Z"``, codes of
             ``(n_samples, n_components)``, for ``inverse_transform``); its
@@ -1124,6 +1123,21 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             When the network computes ``method`` with an operation ONNX lacks
             (the log-gamma of ``score_samples`` for a variational autoencoder
             with ``loss="poisson"``); the message names it.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import onnxruntime
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import AutoencoderTransformer
+        >>> X = load_digits().data[:500].astype(np.float32) / 16
+        >>> ae = AutoencoderTransformer(n_components=4, random_state=0).fit(X)
+        >>> path = ae.to_onnx(os.path.join(tempfile.mkdtemp(), "codes.onnx"))
+        >>> session = onnxruntime.InferenceSession(path)
+        >>> codes = session.run(None, {"X": X[:4]})[0]
+        >>> bool(np.allclose(codes, ae.transform(X[:4]), atol=1e-4))
+        True
         """
         return export_onnx(self, path, method)
 
