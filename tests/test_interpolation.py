@@ -153,3 +153,10 @@ def test_rows_must_pair_up(fitted, pixels):
 def test_needs_a_fitted_model(pixels):
     with pytest.raises(NotFittedError):
         AutoencoderTransformer().interpolate(pixels[:2], pixels[2:4])
+
+
+def test_sparse_rows(pixels):
+    sparse = pytest.importorskip("scipy.sparse")
+    ae = fast(AutoencoderTransformer).fit(pixels)
+    paths = ae.interpolate(sparse.csr_matrix(pixels[:5]), sparse.csr_matrix(pixels[5:10]), 4)
+    assert_allclose(paths, ae.interpolate(pixels[:5], pixels[5:10], 4), rtol=1e-12, atol=1e-12)
