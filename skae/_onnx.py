@@ -95,14 +95,8 @@ def _innermost(error):
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def export_onnx(estimator, path, method):
-    """Write ``estimator.<method>`` as an ONNX model at ``path``; return ``path``.
-
-    The model takes one float32 input (``"X"``: rows as ``method`` validates
-    them, flattened to ``(n_samples, n_features_in_)``; ``"Z"``: codes for
-    ``inverse_transform``) with any number of rows and returns one float32
-    output (``"codes"``, ``"reconstruction"`` or ``"scores"``).
-    """
+def check_method(estimator, method):
+    """A ValueError naming ``method`` unless it is one that exports."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(
             f"method must be one of {sorted(METHODS)} (the methods that export to ONNX), "
@@ -110,13 +104,18 @@ def export_onnx(estimator, path, method):
     if not callable(getattr(estimator, method, None)):
         raise ValueError(
             f"method={method!r}: {type(estimator).__name__} has no {method} to export.")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file path (str or os.PathLike), got {path!r}.")
-    folder = os.path.dirname(os.fspath(path)) or "."
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"path={os.fspath(path)!r}: the folder {folder!r} does not exist; create it "
-            "first.")
+
+
+def onnx_program(estimator, method, opset=None):
+    """``estimator.<method>`` traced into a :class:`torch.onnx.ONNXProgram`
+    (of the ONNX ``opset``; None: the exporter's default).
+
+    The model takes one float32 input (``"X"``: rows as ``method`` validates
+    them, flattened to ``(n_samples, n_features_in_)``; ``"Z"``: codes for
+    ``inverse_transform``) with any number of rows and returns one float32
+    output (``"codes"``, ``"reconstruction"`` or ``"scores"``).
+    """
+    check_method(estimator, method)
     check_is_fitted(estimator)
     _require_exporter()
     function_name, input_name, output_name = METHODS[method]
@@ -129,12 +128,104 @@ def export_onnx(estimator, path, method):
     example = torch.zeros(_EXAMPLE_ROWS, n_inputs)
     try:
         with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(
-                wrapped, (example,), os.fspath(path), dynamo=True, external_data=False,
-                verbose=False, input_names=[input_name], output_names=[output_name],
+            return torch.onnx.export(
+                wrapped, (example,), dynamo=True, verbose=False, input_names=[input_name],
+                output_names=[output_name], opset_version=opset,
                 dynamic_shapes=({0: torch.export.Dim("n_samples")},))
     except torch.onnx.errors.OnnxExporterError as error:
         raise NotImplementedError(
             f"{type(estimator).__name__}.{method} cannot be exported to ONNX: "
             f"{_innermost(error)}") from error
+
+
+def export_onnx(estimator, path, method):
+    """Write ``estimator.<method>`` as an ONNX model at ``path`` (see
+    :func:`onnx_program`); return ``path``."""
+    check_method(estimator, method)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or os.PathLike), got {path!r}.")
+    folder = os.path.dirname(os.fspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"path={os.fspath(path)!r}: the folder {folder!r} does not exist; create it "
+            "first.")
+    # One file, weights included (external data only pays beyond protobuf's 2 GB).
+    onnx_program(estimator, method).save(os.fspath(path), external_data=False)
     return path
+
+
+# --------------------------------------------------------------------------- #
+# skl2onnx: a skae autoencoder as one step of a converted scikit-learn pipeline.
+
+#: The oldest ONNX opset torch's exporter writes.
+MIN_OPSET = 18
+
+
+def _skl2onnx_shape(operator):
+    """skl2onnx's shape calculator: float32 rows in, codes of ``n_components`` out."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    estimator = operator.raw_operator
+    given = operator.inputs[0].type
+    if not isinstance(given, FloatTensorType):
+        raise TypeError(
+            f"{type(estimator).__name__} converts with float32 inputs, got "
+            f"{type(given).__name__}; convert the pipeline with FloatTensorType inputs "
+            "(or float32 sample rows).")
+    n_rows = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([n_rows, estimator._n_features_out])
+
+
+def _skl2onnx_convert(scope, operator, container):
+    """skl2onnx's converter: the graph of :func:`onnx_program` for ``transform``,
+    its names made unique in the pipeline's graph."""
+    from onnx import helper, numpy_helper
+
+    estimator = operator.raw_operator
+    opset = container.target_opset
+    if opset is not None and opset < MIN_OPSET:
+        raise RuntimeError(
+            f"{type(estimator).__name__} converts to ONNX opset {MIN_OPSET} or later, the "
+            f"oldest torch's exporter writes; got target_opset={opset}. Pass "
+            f"target_opset={MIN_OPSET} or more.")
+    model = onnx_program(estimator, "transform", opset=opset).model_proto
+    if len(model.functions):  # not seen with skae's networks: the exporter inlines them
+        raise NotImplementedError(
+            f"{type(estimator).__name__}'s ONNX graph holds local functions, which this "
+            "converter does not copy; export it alone with to_onnx.")
+    versions = {entry.domain: entry.version for entry in model.opset_import}
+    graph = model.graph
+    names = {graph.input[0].name: operator.inputs[0].full_name,
+             graph.output[0].name: operator.outputs[0].full_name, "": ""}
+
+    def unique(name):
+        if name not in names:
+            names[name] = scope.get_unique_variable_name(name)
+        return names[name]
+
+    for initializer in graph.initializer:
+        # Re-encoded so that its values are raw bytes, which skl2onnx copies.
+        tensor = numpy_helper.from_array(numpy_helper.to_array(initializer))
+        container.add_initializer(unique(initializer.name), tensor.data_type,
+                                  list(tensor.dims), tensor)
+    for node in graph.node:
+        attributes = {attribute.name: helper.get_attribute_value(attribute)
+                      for attribute in node.attribute}
+        container.add_node(
+            node.op_type, [unique(name) for name in node.input],
+            [unique(name) for name in node.output], op_domain=node.domain,
+            op_version=versions[node.domain],
+            name=scope.get_unique_operator_name(node.name or node.op_type), **attributes)
+
+
+def register_skl2onnx(classes):
+    """Register the converter of each autoencoder class in ``classes`` with skl2onnx."""
+    try:
+        from skl2onnx import update_registered_converter
+    except ImportError:
+        raise ImportError(
+            "register_converters needs skl2onnx, which is not installed: pip install "
+            "skl2onnx (beside skae's onnx extra).") from None
+    for Estimator in classes:
+        update_registered_converter(Estimator, f"Skae{Estimator.__name__}",
+                                    _skl2onnx_shape, _skl2onnx_convert)

@@ -61,6 +61,7 @@ def test_onnxruntime_gives_the_estimators_output(fitted, pixels, method, tmp_pat
     (given,), (output,) = session.get_inputs(), session.get_outputs()
     assert given.name == METHODS[method][1] and output.name == METHODS[method][2]
     assert isinstance(given.shape[0], str)  # the number of rows is symbolic
+    assert [entry.name for entry in tmp_path.iterdir()] == ["model.onnx"]  # one file
     # Row counts other than the two rows the network was traced with.
     for n_rows in (1, 37, 200):
         rows = inputs_for(fitted, method, pixels[:n_rows])
@@ -179,3 +180,60 @@ def test_an_old_torch_is_named(pixels, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
     with pytest.raises(ImportError, match=r"torch 2\.6 or later.*this is torch 2\.5\.1"):
         ae.to_onnx(tmp_path / "m.onnx")
+
+
+# --------------------------------------------------------------------------- #
+# skl2onnx: whole pipelines.
+
+def fitted_pipeline(Estimator, X, y):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), fast(Estimator, n_components=8, max_iter=10),
+                         LogisticRegression(max_iter=500)).fit(X, y)
+
+
+@pytest.mark.parametrize("Estimator", AUTOENCODERS, ids=lambda E: E.__name__)
+def test_a_pipeline_converts_with_skl2onnx(Estimator, digits):
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from skae.onnx import register_converters
+
+    X, y = digits[0][:400].astype(np.float32), digits[1][:400]
+    pipeline = fitted_pipeline(Estimator, X, y)
+    register_converters()
+    model = skl2onnx.to_onnx(pipeline, X[:1], target_opset=18, options={"zipmap": False})
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    labels, probabilities = session.run(None, {session.get_inputs()[0].name: X})
+    assert_allclose(probabilities, pipeline.predict_proba(X), **TOLERANCE)
+    expected = pipeline.predict(X)
+    # Labels agree wherever the two most probable classes are not tied to 1e-4.
+    top_two = np.sort(probabilities, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 1e-4
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(labels[clear], expected[clear])
+
+
+def test_pipeline_conversion_errors_name_the_fix(digits):
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    from skae.onnx import register_converters
+
+    X, y = digits[0][:200].astype(np.float32), digits[1][:200]
+    pipeline = fitted_pipeline(AutoencoderTransformer, X, y)
+    register_converters()
+    with pytest.raises(RuntimeError, match=r"opset 18 or later.*target_opset=17"):
+        skl2onnx.to_onnx(pipeline, X[:1], target_opset=17)
+    with pytest.raises(TypeError, match="float32 inputs"):
+        skl2onnx.to_onnx(pipeline, initial_types=[("X", DoubleTensorType([None, 64]))],
+                         target_opset=18)
+
+
+def test_register_converters_needs_skl2onnx(monkeypatch):
+    from skae.onnx import register_converters
+
+    monkeypatch.setitem(sys.modules, "skl2onnx", None)
+    with pytest.raises(ImportError, match="pip install skl2onnx"):
+        register_converters()
