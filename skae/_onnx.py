@@ -10,6 +10,10 @@ exporter, with a dynamic number of rows. Any estimator whose methods run
 through these three functions exports without code of its own;
 ``tests/test_onnx.py`` checks every discovered autoencoder against
 onnxruntime.
+
+The same graph, for ``transform``, is what :func:`register_skl2onnx` gives
+skl2onnx, so that a whole scikit-learn pipeline holding an autoencoder
+converts into one ONNX model (:func:`skae.onnx.register_converters`).
 """
 
 import copy
@@ -47,7 +51,7 @@ class _Method(torch.nn.Module):
 
 
 def _require_exporter():
-    # torch.onnx.export(dynamo=True, dynamic_shapes=..., external_data=...): torch 2.6 on.
+    # torch.onnx.export(dynamo=True, dynamic_shapes=..., opset_version >= 18): torch 2.6 on.
     release = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
     if release < (2, 6):
         raise ImportError(

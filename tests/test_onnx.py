@@ -115,6 +115,15 @@ def test_a_float64_model_exports_in_float32_and_stays_as_it_was(pixels, tmp_path
     np.testing.assert_array_equal(ae.transform(pixels), codes)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_model_fitted_on_cuda_exports(pixels, tmp_path):
+    ae = fast(AutoencoderTransformer, device="cuda").fit(pixels)
+    ae.to_onnx(tmp_path / "ae.onnx")
+    assert ae.device_.type == "cuda" and next(ae.module_.parameters()).is_cuda
+    assert_allclose(run_onnx(tmp_path / "ae.onnx", pixels), ae.transform(pixels), **TOLERANCE)
+
+
 _WITHOUT_TORCH = textwrap.dedent("""
     import sys
     sys.modules["torch"] = None  # any import of torch now fails
