@@ -63,12 +63,13 @@ class MLPAutoencoder(nn.Module):
     hidden layer is batch-normalised before its activation (see :func:`mlp`).
     """
 
-    #: Start dense weights at He's (LeCun's) scale: see :func:`initialize_parameters`.
-    variance_preserving_init = True
-
     def __init__(self, n_features, hidden_layer_sizes, n_components, activation,
-                 loss="squared_error", batch_norm=False):
+                 loss="squared_error", batch_norm=False, variance_preserving_init=True):
         super().__init__()
+        #: Start dense weights at He's (LeCun's) scale (see
+        #: :func:`initialize_parameters`); False keeps torch's default, for a
+        #: network that will start at PCA (the units beside the carriers).
+        self.variance_preserving_init = variance_preserving_init
         widths = [n_features, *hidden_layer_sizes, n_components]
         self.encoder = mlp(widths, activation, batch_norm=batch_norm)
         self.decoder = mlp(widths[::-1], activation, batch_norm=batch_norm)
