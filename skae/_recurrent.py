@@ -20,17 +20,29 @@ class RecurrentAutoencoder(BaseAutoencoder):
     every scikit-learn tool passes on), ``(n_samples, n_timesteps,
     n_channels)`` sequences of several channels. The encoder is a GRU or
     LSTM (``cell``) of ``n_layers`` layers that reads a sequence one time
-    step at a time; its last hidden state goes through a linear layer to the
-    code of ``n_components``. The decoder unrolls the code back to the
-    sequence: the code sets the starting hidden state of its own recurrent
-    layers and is their input at every step, and a linear readout of their
-    hidden state gives each step's values. It is trained with Adam to
-    minimise the reconstruction loss ``loss`` names (by default the mean
-    squared error over the time steps and channels).
+    step at a time; a linear layer maps its last hidden state to the code
+    of ``n_components``. The decoder unrolls the code back to the sequence:
+    the code sets the starting hidden state of its own recurrent layers and
+    is their input at every step, and a linear readout of their hidden
+    state gives each step's values.
+
+    Beside the recurrent paths each half has a linear one (the whole
+    sequence to the code, the code to the whole sequence), added to the
+    recurrent path's output; the decoder's recurrent layers also read, at
+    each step, the linear path's value for that step, and learn what to add
+    to it. So the network can compute PCA exactly, and by default
+    (``init``) training starts there: it keeps what the recurrent layers
+    improve on PCA's reconstruction, and with ``early_stopping`` returns PCA
+    itself when they improve nothing. It is trained with Adam to minimise
+    the reconstruction loss ``loss`` names (by default the mean squared
+    error over the time steps and channels).
 
     ``transform`` returns codes, ``inverse_transform`` decodes them to
     sequences of the shape ``X`` had in fit, and ``score_samples`` is minus
     each sequence's reconstruction error, for ranking anomalous sequences.
+    Every method taking ``X`` accepts the 2-D and the 3-D form; a 2-D ``X``
+    for a model fitted on several channels holds each sequence flattened
+    time-major (``X3d.reshape(n_samples, -1)``).
 
     Parameters
     ----------
@@ -42,9 +54,22 @@ class RecurrentAutoencoder(BaseAutoencoder):
         Width of the hidden state of every recurrent layer.
     n_layers : int, default=1
         Number of stacked recurrent layers in the encoder, and in the decoder.
+    init : {"auto", "pca", "random"}, default="auto"
+        How the network starts. ``"pca"`` sets the linear paths to PCA's
+        scores and reconstruction (PCA of up to 10,000 training sequences)
+        and the recurrent paths' output weights to zero: the network starts
+        as PCA, and training adds what the recurrent layers find.
+        ``"random"`` draws every weight (torch's default initialisation).
+        ``"auto"`` is ``"pca"`` with ``loss="squared_error"`` (PCA's
+        optimum), else ``"random"``.
     {loss}
     {alpha}
-    {batch_size}
+    batch_size : int or "auto", default=16
+        Sequences per minibatch; ``"auto"`` is ``min(200, n_samples)``.
+        Clipped to the number of training sequences. Small batches by
+        default: the recurrent layers learn in many small steps (on the UCR
+        sets of ``benchmarks/bench_recurrent.py``, a few dozen sequences
+        each, a batch of all of them barely moved from PCA's start).
     learning_rate_init : float, default=0.005
         Adam's learning rate at the start (divided by 10 once when progress
         stalls; see ``tol``).
@@ -119,16 +144,17 @@ class RecurrentAutoencoder(BaseAutoencoder):
     >>> import numpy as np
     >>> from skae import RecurrentAutoencoder
     >>> rng = np.random.RandomState(0)
-    >>> t = np.linspace(0, 2 * np.pi, 30)
-    >>> X = np.sin(t + rng.uniform(0, 2 * np.pi, size=(200, 1)))  # 200 sequences
-    >>> rae = RecurrentAutoencoder(n_components=2, hidden_size=16, random_state=0)
+    >>> t = np.linspace(0, 2 * np.pi, 20)
+    >>> frequency, phase = rng.uniform(1, 2, (100, 1)), rng.uniform(0, 2 * np.pi, (100, 1))
+    >>> X = np.sin(frequency * t + phase)  # 100 sequences of 20 time steps
+    >>> rae = RecurrentAutoencoder(n_components=2, hidden_size=8, random_state=0)
     >>> codes = rae.fit_transform(X)
     >>> codes.shape
-    (200, 2)
+    (100, 2)
     >>> rae.inverse_transform(codes).shape
-    (200, 30)
+    (100, 20)
     >>> spiked = X[:1].copy()
-    >>> spiked[0, 15] += 3.0  # one sequence with a spike
+    >>> spiked[0, 10] += 3.0  # a sequence with a spike
     >>> bool(rae.score_samples(spiked)[0] < rae.score_samples(X).min())
     True
     """
