@@ -35,7 +35,10 @@ class RecurrentAutoencoder(BaseAutoencoder):
     improve on PCA's reconstruction, and with ``early_stopping`` returns PCA
     itself when they improve nothing. It is trained with Adam to minimise
     the reconstruction loss ``loss`` names (by default the mean squared
-    error over the time steps and channels).
+    error over the time steps and channels), in small batches by default:
+    the recurrent layers learn in many small steps (on the UCR sets of
+    ``benchmarks/bench_recurrent.py``, a few dozen sequences each, batches
+    of all of them barely moved from PCA's start).
 
     ``transform`` returns codes, ``inverse_transform`` decodes them to
     sequences of the shape ``X`` had in fit, and ``score_samples`` is minus
@@ -47,7 +50,7 @@ class RecurrentAutoencoder(BaseAutoencoder):
     Parameters
     ----------
     {n_components}
-    cell : {{"gru", "lstm"}}, default="gru"
+    cell : {"gru", "lstm"}, default="gru"
         The recurrent layers of the encoder and the decoder:
         :class:`torch.nn.GRU` or :class:`torch.nn.LSTM`.
     hidden_size : int, default=64
@@ -64,15 +67,8 @@ class RecurrentAutoencoder(BaseAutoencoder):
         optimum), else ``"random"``.
     {loss}
     {alpha}
-    batch_size : int or "auto", default=16
-        Sequences per minibatch; ``"auto"`` is ``min(200, n_samples)``.
-        Clipped to the number of training sequences. Small batches by
-        default: the recurrent layers learn in many small steps (on the UCR
-        sets of ``benchmarks/bench_recurrent.py``, a few dozen sequences
-        each, a batch of all of them barely moved from PCA's start).
-    learning_rate_init : float, default=0.005
-        Adam's learning rate at the start (divided by 10 once when progress
-        stalls; see ``tol``).
+    {batch_size}
+    {learning_rate_init}
     {max_iter}
     {tol}
     {n_iter_no_change}
