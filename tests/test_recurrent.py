@@ -1,4 +1,4 @@
-"""RecurrentAutoencoder: sequences in 2-D and 3-D, its PCA start, anomaly ranking, persistence, errors."""
+"""RecurrentAutoencoder: 2-D and 3-D sequences, PCA start, anomaly ranking, persistence, errors."""
 
 import pickle
 
