@@ -207,3 +207,18 @@ def test_input_of_the_wrong_dimensions_is_refused():
         tiny().fit(np.zeros((5, 2, 3, 4)))
     with pytest.raises(ValueError, match="n_timesteps and n_channels must be at least 1"):
         tiny().fit(np.zeros((5, 3, 0)))
+
+
+def test_3d_memmaps_and_float64_sequences(tmp_path, fitted_3d):
+    model, X = fitted_3d
+    X = X.astype(np.float32)
+    memmap = np.memmap(tmp_path / "sequences.dat", dtype=np.float32, mode="w+", shape=X.shape)
+    memmap[:] = X
+    memmap.flush()
+    memmap = np.memmap(tmp_path / "sequences.dat", dtype=np.float32, mode="r", shape=X.shape)
+    assert_array_equal(model.transform(memmap), model.transform(X))
+    on_disk = tiny().fit(memmap)
+    assert_allclose(on_disk.transform(X), tiny().fit(X).transform(X), rtol=1e-5, atol=1e-6)
+    codes = model.transform(X.astype(np.float64))
+    assert codes.dtype == np.float64
+    assert_allclose(codes, model.transform(X), rtol=1e-4, atol=1e-5)
