@@ -24,11 +24,11 @@ OUTPUT = os.environ.get("SKAE_EXAMPLE_OUTPUT", "plot_recurrent.png")
 CALLBACKS = [lambda record: record.epoch >= 3] if QUICK else None
 
 # %%
-# Noisy waves of 40 time steps: each has its own frequency (1 to 2 periods)
+# Noisy waves of 30 time steps: each has its own frequency (1 to 2 periods)
 # and phase, so they lie on a curved 2-D surface that PCA's 2 components can
 # only approximate by a plane.
 rng = np.random.RandomState(0)
-t = np.linspace(0, 2 * np.pi, 40)
+t = np.linspace(0, 2 * np.pi, 30)
 
 
 def waves(n):
@@ -36,15 +36,15 @@ def waves(n):
     return np.sin(frequency * t + phase) + rng.normal(scale=0.05, size=(n, t.size))
 
 
-X_train, X_test = waves(200), waves(100)
+X_train, X_test = waves(150), waves(100)
 
 # %%
 # Ten held-out sequences get an anomaly: five a spike, five the second half
 # upside down (a phase flip).
 anomalous = np.zeros(len(X_test), dtype=bool)
 anomalous[:10] = True
-X_test[:5, 20] += 1.5
-X_test[5:10, 20:] *= -1
+X_test[:5, 15] += 1.5
+X_test[5:10, 15:] *= -1
 
 # %%
 # Both compress each sequence to 2 numbers. The recurrent autoencoder keeps its
