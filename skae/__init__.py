@@ -19,6 +19,7 @@ _SOURCES = {
     "DenoisingAutoencoder": "._denoising",
     "EpochRecord": "._callbacks",
     "ProgressBar": "._callbacks",
+    "RecurrentAutoencoder": "._recurrent",
     "TrainingDivergedError": "._stopping",
     "TrainingSummary": "._callbacks",
     "VariationalAutoencoder": "._variational",

@@ -252,6 +252,12 @@ def initialize_parameters(module, generator):
                 nn.init.zeros_(submodule.bias)
             if hasattr(submodule, "reset_running_stats") and submodule.track_running_stats:
                 submodule.reset_running_stats()
+        elif isinstance(submodule, nn.RNNBase):
+            # torch's default for recurrent layers: every weight and bias
+            # uniform in +-1/sqrt(hidden_size).
+            bound = 1.0 / math.sqrt(submodule.hidden_size)
+            for weight in submodule.parameters(recurse=False):
+                nn.init.uniform_(weight, -bound, bound, generator=generator)
         else:
             own = list(submodule.parameters(recurse=False))
             if own:
@@ -461,3 +467,118 @@ def check_noise_level(noise, noise_level):
         raise ValueError(
             "noise_level is the dropout rate when noise='dropout' and must be "
             f"in [0, 1), got {noise_level!r}.")
+
+
+class RecurrentEncoder(nn.Module):
+    """Rows of ``n_timesteps * n_channels`` values (time-major) to codes.
+
+    A GRU or LSTM of ``n_layers`` reads the sequence one time step at a
+    time; the code of ``n_components`` is a linear map of the top layer's
+    last hidden state (``code``) plus a linear map of the whole sequence
+    (``linear``), which lets the network compute PCA's scores exactly
+    (:func:`start_recurrent_at_pca`).
+    """
+
+    def __init__(self, n_timesteps, n_channels, cell, hidden_size, n_layers, n_components):
+        super().__init__()
+        self.sequence_shape = (n_timesteps, n_channels)
+        self.rnn = RECURRENT_CELLS[cell](n_channels, hidden_size, n_layers, batch_first=True)
+        self.code = nn.Linear(hidden_size, n_components)
+        self.linear = nn.Linear(n_timesteps * n_channels, n_components)
+
+    def forward(self, X):
+        _, last = self.rnn(X.reshape(X.shape[0], *self.sequence_shape))
+        hidden = last[0] if isinstance(last, tuple) else last  # an LSTM's (h, c)
+        return self.code(hidden[-1]) + self.linear(X)
+
+
+class RecurrentDecoder(nn.Module):
+    """Codes back to rows of ``n_timesteps * n_channels`` values.
+
+    The code sets the recurrent layers' starting hidden state (through a
+    linear layer and tanh) and is their input at every time step; a linear
+    readout of the top layer's hidden state gives each step's
+    ``n_channels`` values, added to a linear map of the code to the whole
+    sequence (``linear``, PCA's reconstruction at the start). The sum is the
+    raw output of the reconstruction likelihood.
+    """
+
+    def __init__(self, n_timesteps, n_channels, cell, hidden_size, n_layers, n_components):
+        super().__init__()
+        self.n_timesteps, self.n_layers, self.hidden_size = n_timesteps, n_layers, hidden_size
+        self.lstm = cell == "lstm"
+        self.start = nn.Linear(n_components, n_layers * hidden_size)
+        self.rnn = RECURRENT_CELLS[cell](n_components + n_channels, hidden_size, n_layers,
+                                         batch_first=True)
+        self.readout = nn.Linear(hidden_size, n_channels)
+        self.linear = nn.Linear(n_components, n_timesteps * n_channels)
+
+    def forward(self, Z):
+        n = Z.shape[0]
+        hidden = torch.tanh(self.start(Z)).reshape(n, self.n_layers, self.hidden_size)
+        hidden = hidden.transpose(0, 1).contiguous()
+        state = (hidden, torch.zeros_like(hidden)) if self.lstm else hidden
+        base = self.linear(Z)
+        steps = torch.cat([Z.unsqueeze(1).expand(n, self.n_timesteps, Z.shape[1]),
+                           base.reshape(n, self.n_timesteps, -1)], dim=2)
+        output, _ = self.rnn(steps, state)
+        return self.readout(output).reshape(n, -1) + base
+
+
+RECURRENT_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RNNAutoencoder(nn.Module):
+    """A recurrent autoencoder of sequences given as flat rows.
+
+    Both halves take and return rows of ``n_timesteps * n_channels`` values,
+    time-major (``sequences.reshape(n, -1)`` of an array of shape ``(n,
+    n_timesteps, n_channels)``): a :class:`RecurrentEncoder` to a linear
+    code and a :class:`RecurrentDecoder` that unrolls it back, both with the
+    recurrent layers ``cell`` names (GRU or LSTM). ``input_shape`` is the
+    shape of one sequence as the data gave it: ``(n_timesteps,)`` (one
+    channel) or ``(n_timesteps, n_channels)``.
+    """
+
+    def __init__(self, input_shape, cell, hidden_size, n_layers, n_components,
+                 loss="squared_error"):
+        super().__init__()
+        n_timesteps, n_channels = (*input_shape, 1)[:2]
+        sizes = (n_timesteps, n_channels, cell, hidden_size, n_layers, n_components)
+        self.encoder = RecurrentEncoder(*sizes)
+        self.decoder = RecurrentDecoder(*sizes)
+        self.likelihood = LIKELIHOODS[loss]
+
+    def forward(self, X):
+        return self.decoder(self.encoder(X))
+
+
+@torch.no_grad()
+def start_recurrent_at_pca(module, mean, components):
+    """Set an :class:`RNNAutoencoder` to compute PCA's reconstruction exactly.
+
+    ``components`` (``n_pca x n_features``, orthonormal rows, ``n_pca <=
+    n_components``) and ``mean`` come from a PCA of training rows. The
+    linear paths become PCA's scores and reconstruction; the recurrent
+    paths start with zero output weights (the encoder's ``code`` and the
+    decoder's ``readout``), so that the network is PCA and training adds to
+    it what the recurrent layers find.
+    """
+    encoder, decoder = module.encoder, module.decoder
+    dtype, device = encoder.linear.weight.dtype, encoder.linear.weight.device
+    k, n_pca = encoder.linear.out_features, components.shape[0]
+    scores = torch.zeros(k, components.shape[1], dtype=torch.float64)
+    scores[:n_pca] = torch.as_tensor(components, dtype=torch.float64)
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+
+    def put(tensor, value):
+        tensor.copy_(value.to(dtype=dtype, device=device))
+
+    put(encoder.linear.weight, scores)
+    put(encoder.linear.bias, -scores @ mean)
+    put(decoder.linear.weight, scores.T)
+    put(decoder.linear.bias, mean)
+    for layer in (encoder.code, decoder.readout):
+        layer.weight.zero_()
+        layer.bias.zero_()
+    return module

@@ -6,6 +6,7 @@ They print tables, not verdicts; these tests only keep them from rotting
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -40,6 +41,14 @@ def test_bench_training_quick():
         assert title in out
     assert "bare GEMMs, 12 products" in out and "ratio to floor" in out
     assert "nan" not in out.lower().replace("nanosec", "")
+
+
+def test_bench_recurrent_quick():
+    if importlib.util.find_spec("aeon") is None:  # not imported: only its data files are read
+        pytest.skip('needs the UCR sets aeon ships: pip install --no-deps aeon')
+    out = _run("bench_recurrent.py", "--quick")
+    assert "| ItalyPowerDemand  |" in out and "Goal: recurrent AE" in out
+    assert "nan" not in out.lower()
 
 
 def test_bench_gpu_dry_run():
