@@ -158,6 +158,10 @@ class RecurrentAutoencoder(BaseAutoencoder):
     True
     """
 
+    # skl2onnx leaves the exported GRU/LSTM graph disconnected inside a
+    # pipeline's ("unable to sort names"); to_onnx on the estimator works.
+    _skl2onnx_converter = False
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "cell": [StrOptions(set(RECURRENT_CELLS))],

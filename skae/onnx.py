@@ -19,7 +19,10 @@ def register_converters():
     skae autoencoder: its step becomes the graph ``to_onnx(method="transform")``
     writes, computing the codes in float32 (the ``onnx`` extra and skl2onnx
     must be installed). Convert with float32 inputs and ``target_opset`` 18
-    or more (torch's exporter writes no older opset).
+    or more (torch's exporter writes no older opset). The
+    :class:`~skae.RecurrentAutoencoder` is not registered: skl2onnx cannot
+    place the graph of its recurrent layers in a pipeline's (its own
+    ``to_onnx`` works).
 
     Raises
     ------
@@ -51,4 +54,5 @@ def register_converters():
     from .utils import all_estimators
 
     register_skl2onnx(Estimator for _, Estimator in all_estimators()
-                      if issubclass(Estimator, BaseAutoencoder))
+                      if issubclass(Estimator, BaseAutoencoder)
+                      and getattr(Estimator, "_skl2onnx_converter", True))
