@@ -1028,18 +1028,28 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
     def _fit_density(self, X, *, incremental):
         """Estimate the density :meth:`score_samples` reports on the training
-        rows ``X`` (pooled with the earlier blocks' for ``partial_fit``)."""
-        if not self._scores_by_density():
-            self._density = None
-            return
-        statistics = self._predict(lambda module, rows: code_statistics(
-            lambda chunk: self._encode(module, chunk), module.decoder, rows), X,
-            out_dtype=np.float64)
-        previous = getattr(self, "_density", None) if incremental else None
-        self._density = pool(statistics, math.prod(X.shape[1:]), previous)
+        rows ``X`` (pooled with the earlier blocks' for ``partial_fit``), and
+        keep it with what training measured."""
+        state = self._training
+        density = state.settings.get("density") if incremental else None
+        if self._scores_by_density():
+            def statistics(module, rows):
+                return code_statistics(lambda chunk: self._encode(module, chunk),
+                                       module.decoder, rows)
 
-    def _log_likelihood(self, X):
-        mean, covariance, noise_variance = parameters(self._density)
+            # Block by block, as training read them: a block's statistics are
+            # pooled into the others', so the pass holds one block at a time.
+            step = block_rows(X) if isinstance(X, LazyRows) else 1 << 16
+            for start in range(0, X.shape[0], step):
+                density = pool(self._predict(statistics, X[start:start + step],
+                                             out_dtype=np.float64),
+                               math.prod(X.shape[1:]), density)
+        # A new dictionary: a continued state shares its settings with the
+        # state it was copied from, which must stay as it was.
+        state.settings = {**state.settings, "density": density}
+
+    def _log_likelihood(self, X, density):
+        mean, covariance, noise_variance = parameters(density)
         # Forward-mode derivatives need the network itself, not the buffers
         # of the dense inference path.
         module = self._training.inference_module(X.dtype)
@@ -1083,8 +1093,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_values(X, self._training.module.likelihood)
-        if getattr(self, "_density", None) is not None:
-            return self._log_likelihood(X)
+        density = self._training.settings.get("density")
+        if density is not None:
+            return self._log_likelihood(X, density)
         return self._predict(self._score_samples_tensor, X)
 
     def score(self, X, y=None):

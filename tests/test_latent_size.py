@@ -108,7 +108,7 @@ def test_partial_fit_scores_with_the_pooled_statistics():
     X = low_rank(2, n_rows=200)
     ae = AutoencoderTransformer(n_components=2, random_state=0)
     ae.partial_fit(X[:100])
-    first = ae._density["n_samples"]
+    first = ae._training.settings["density"]["n_samples"]
     ae.partial_fit(X[100:])
-    assert (first, ae._density["n_samples"]) == (100, 200)
+    assert (first, ae._training.settings["density"]["n_samples"]) == (100, 200)
     assert np.isfinite(ae.score(X))
