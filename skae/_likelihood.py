@@ -85,18 +85,22 @@ def parameters(pooled):
 
 def decoder_jacobian(decoder, codes):
     """``dg/dz`` at each row's code, of shape ``(n, d, k)`` (``d``: the decoder's
-    output flattened), by one forward-mode product per code dimension."""
-    def flat(z):
-        return decoder(z).flatten(1)
-
-    # Forward-mode products need autograd, which inference mode turns off.
+    output flattened): one product ``J e_j`` per code dimension, by
+    differentiating ``v -> v^T J`` (reverse mode twice). torch's forward mode
+    would do it in one pass, but its first use imports decompositions that
+    warn of ``torch.jit.script``'s deprecation."""
+    # Autograd is off in inference mode.
     with torch.inference_mode(False), torch.enable_grad():
-        codes = codes.clone()
+        codes = codes.clone().requires_grad_(True)
+        output = decoder(codes).flatten(1)
+        cotangent = torch.zeros_like(output, requires_grad=True)
+        pulled, = torch.autograd.grad(output, codes, cotangent, create_graph=True)
         columns = []
         for j in range(codes.shape[1]):
-            tangent = torch.zeros_like(codes)
-            tangent[:, j] = 1
-            columns.append(torch.func.jvp(flat, (codes,), (tangent,))[1].detach())
+            direction = torch.zeros_like(codes)
+            direction[:, j] = 1
+            column, = torch.autograd.grad(pulled, cotangent, direction, retain_graph=True)
+            columns.append(column.detach())
     return torch.stack(columns, dim=2)
 
 
