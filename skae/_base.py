@@ -1068,8 +1068,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         directions the code leaves out. For a linear autoencoder that spans
         PCA's subspace it equals :meth:`sklearn.decomposition.PCA.score_samples`.
         A held-out row pays for every code dimension the data do not need, so
-        :meth:`score` peaks at the code size a search should keep (see
-        :ref:`choosing_latent_size`).
+        :meth:`score` peaks at the code size a search should keep (the user
+        guide's "Choosing the size of the code").
 
         With ``loss="log_loss"`` or ``loss="poisson"``, minus the row's mean
         binary cross-entropy or mean Poisson deviance of the reconstruction
