@@ -13,9 +13,10 @@ orthonormal coordinates of the surface at ``g(z)`` (``J = dg/dz``, ``J^T J =
 R^T R``, ``u = R (z - mean)``): the change of variables from the code to the
 surface, so that the score does not depend on how the code is scaled or
 rotated. ``S`` is the training codes' covariance in the same coordinates,
-floored at ``sigma^2`` (the noise is isotropic, so no direction varies less
-than it: a code dimension the decoder ignores then costs what a noise
-dimension costs). ``sigma^2`` is the training rows' squared residual per
+its variances floored at ``sigma^2`` in the coordinates at the mean code (the
+noise is isotropic, so no direction varies less than it: a code dimension
+the decoder ignores then costs what a noise dimension costs; computed once,
+so that a row costs one Cholesky factor, not two eigendecompositions). ``sigma^2`` is the training rows' squared residual per
 dimension the code leaves out, ``sum ||x - g(z)||^2 / ((n - 1)(d - k))``, and
 the covariance divides by ``n - 1``: for a linear autoencoder that spans
 PCA's subspace this is exactly ``PCA.score``. A code too small leaves signal
@@ -104,24 +105,62 @@ def decoder_jacobian(decoder, codes):
     return torch.stack(columns, dim=2)
 
 
+def floored_codes(decoder, mean, covariance, noise_variance):
+    """The codes' Gaussian with its variance floored at the noise's.
+
+    Measured on the decoder's surface at the mean code (``J0 = dg/dz`` there;
+    for a linear decoder, everywhere), no direction may vary less than
+    ``noise_variance``. Returns the code precision, the log-determinant of
+    the code covariance, and the ridge added to every ``J^T J`` (so that a
+    code dimension the decoder ignores stays finite, alike at the mean and at
+    each row).
+    """
+    center = torch.as_tensor(mean, dtype=torch.float64)[None]
+    parameter = next(iter(_parameters(decoder)), None)
+    if parameter is not None:
+        center = center.to(parameter.device, parameter.dtype)
+    jacobian = decoder_jacobian(decoder, center)[0].double().cpu().numpy()
+    gram = jacobian.T @ jacobian
+    k = gram.shape[0]
+    ridge = 1e-10 * max(np.trace(gram) / k, 1e-300)
+    gram_values, gram_vectors = np.linalg.eigh(gram + ridge * np.eye(k))
+    root = np.sqrt(gram_values)[:, None] * gram_vectors.T  # root.T @ root = gram
+    spread_values, spread_vectors = np.linalg.eigh(root @ covariance @ root.T)
+    spread_values = np.maximum(spread_values, noise_variance)
+    whitened = (spread_vectors.T @ root) / np.sqrt(spread_values)[:, None]
+    precision = whitened.T @ whitened
+    log_det = float(np.log(spread_values).sum() - np.log(gram_values).sum())
+    return precision, log_det, ridge
+
+
+def _parameters(module):
+    return module.parameters() if hasattr(module, "parameters") else ()
+
+
 def log_likelihood(encode, decoder, X, mean, covariance, noise_variance):
     """Per row, ``log p(x)`` under the density of the module's docstring (a
-    float64 tensor of shape ``(n,)``)."""
+    float64 tensor of shape ``(n,)``).
+
+    In code coordinates: ``log N(z; mean, C) - 1/2 log det(J^T J)`` is the
+    density on the surface, with ``C`` floored by :func:`floored_codes`.
+    """
+    precision, log_det, ridge = floored_codes(decoder, mean, covariance, noise_variance)
     codes = encode(X).flatten(1)
     residual = (X - decoder(codes).reshape(X.shape)).flatten(1).double()
     jacobian = decoder_jacobian(decoder, codes).double()
     n_features, k = jacobian.shape[1], jacobian.shape[2]
-    mean = torch.as_tensor(mean, dtype=torch.float64, device=codes.device)
-    covariance = torch.as_tensor(covariance, dtype=torch.float64, device=codes.device)
-    # R with R^T R = J^T J, from the eigendecomposition of J^T J.
-    gram_values, gram_vectors = torch.linalg.eigh(jacobian.transpose(1, 2) @ jacobian)
-    root = gram_values.clamp(min=0).sqrt().unsqueeze(2) * gram_vectors.transpose(1, 2)
-    offsets = (root @ (codes.double() - mean).unsqueeze(2)).squeeze(2)
-    spread_values, spread_vectors = torch.linalg.eigh(root @ covariance @ root.transpose(1, 2))
-    spread_values = spread_values.clamp(min=noise_variance)
-    along = (spread_vectors.transpose(1, 2) @ offsets.unsqueeze(2)).squeeze(2)
-    on_surface = -0.5 * (k * _LOG_2PI + spread_values.log().sum(dim=1)
-                         + (along.square() / spread_values).sum(dim=1))
+    gram = jacobian.transpose(1, 2) @ jacobian
+    gram = gram + ridge * torch.eye(k, dtype=gram.dtype, device=gram.device)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    log_volume = 2 * factor.diagonal(dim1=1, dim2=2).log().sum(dim=1)
+    failed = info != 0
+    if failed.any():  # not positive definite in rounding: from the eigenvalues
+        values = torch.linalg.eigvalsh(gram[failed]).clamp(min=ridge)
+        log_volume[failed] = values.log().sum(dim=1)
+    offsets = codes.double() - torch.as_tensor(mean, dtype=torch.float64, device=codes.device)
+    precision = torch.as_tensor(precision, dtype=torch.float64, device=codes.device)
+    distance = ((offsets @ precision) * offsets).sum(dim=1)
+    on_surface = -0.5 * (k * _LOG_2PI + log_det + distance + log_volume)
     n_noise = max(n_features - k, 0)
     off_surface = -0.5 * (n_noise * math.log(2 * math.pi * noise_variance)
                           + residual.square().sum(dim=1) / noise_variance)
