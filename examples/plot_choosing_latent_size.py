@@ -65,7 +65,7 @@ pipeline = make_pipeline(MinMaxScaler(), AutoencoderTransformer(
     random_state=0))
 digits_search = GridSearchCV(
     pipeline, {"autoencodertransformer__n_components": [2, 8, 32] if QUICK else
-               [2, 4, 8, 16, 24, 32, 48]}, cv=N_FOLDS).fit(X_digits)
+               [2, 4, 8, 16, 32, 48]}, cv=N_FOLDS).fit(X_digits)
 one_standard_error = smallest_within()
 
 
