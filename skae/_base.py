@@ -1050,8 +1050,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
 
     def _log_likelihood(self, X, density):
         mean, covariance, noise_variance = parameters(density)
-        # Forward-mode derivatives need the network itself, not the buffers
-        # of the dense inference path.
+        # The decoder's Jacobian needs autograd through the network itself,
+        # not the buffers of the dense inference path.
         module = self._training.inference_module(X.dtype)
         return self._predict(lambda _, rows: log_likelihood(
             lambda chunk: self._encode(module, chunk), module.decoder, rows, mean,
