@@ -13,11 +13,11 @@ orthonormal coordinates of the surface at ``g(z)`` (``J = dg/dz``, ``J^T J =
 R^T R``, ``u = R (z - mean)``): the change of variables from the code to the
 surface, so that the score does not depend on how the code is scaled or
 rotated. ``S`` is the training codes' covariance in the same coordinates,
-its variances floored at ``sigma^2`` in the coordinates at the mean code (the
-noise is isotropic, so no direction varies less than it: a code dimension
-the decoder ignores then costs what a noise dimension costs; computed once,
-so that a row costs one Cholesky factor, not two eigendecompositions). ``sigma^2`` is the training rows' squared residual per
-dimension the code leaves out, ``sum ||x - g(z)||^2 / ((n - 1)(d - k))``, and
+floored at ``sigma^2`` (the noise is isotropic, so no direction varies less
+than it: a code dimension the decoder ignores at that row then costs what a
+noise dimension costs, instead of an infinite density on a thinner surface).
+``sigma^2`` is the training rows' squared residual per dimension the code
+leaves out, ``sum ||x - g(z)||^2 / ((n - 1)(d - k))``, and
 the covariance divides by ``n - 1``: for a linear autoencoder that spans
 PCA's subspace this is exactly ``PCA.score``. A code too small leaves signal
 in the residual (a large ``sigma^2``); a code too large models noise as
@@ -105,62 +105,38 @@ def decoder_jacobian(decoder, codes):
     return torch.stack(columns, dim=2)
 
 
-def floored_codes(decoder, mean, covariance, noise_variance):
-    """The codes' Gaussian with its variance floored at the noise's.
-
-    Measured on the decoder's surface at the mean code (``J0 = dg/dz`` there;
-    for a linear decoder, everywhere), no direction may vary less than
-    ``noise_variance``. Returns the code precision, the log-determinant of
-    the code covariance, and the ridge added to every ``J^T J`` (so that a
-    code dimension the decoder ignores stays finite, alike at the mean and at
-    each row).
-    """
-    center = torch.as_tensor(mean, dtype=torch.float64)[None]
-    parameter = next(iter(_parameters(decoder)), None)
-    if parameter is not None:
-        center = center.to(parameter.device, parameter.dtype)
-    jacobian = decoder_jacobian(decoder, center)[0].double().cpu().numpy()
-    gram = jacobian.T @ jacobian
-    k = gram.shape[0]
-    ridge = 1e-10 * max(np.trace(gram) / k, 1e-300)
-    gram_values, gram_vectors = np.linalg.eigh(gram + ridge * np.eye(k))
-    root = np.sqrt(gram_values)[:, None] * gram_vectors.T  # root.T @ root = gram
-    spread_values, spread_vectors = np.linalg.eigh(root @ covariance @ root.T)
-    spread_values = np.maximum(spread_values, noise_variance)
-    whitened = (spread_vectors.T @ root) / np.sqrt(spread_values)[:, None]
-    precision = whitened.T @ whitened
-    log_det = float(np.log(spread_values).sum() - np.log(gram_values).sum())
-    return precision, log_det, ridge
-
-
-def _parameters(module):
-    return module.parameters() if hasattr(module, "parameters") else ()
-
-
 def log_likelihood(encode, decoder, X, mean, covariance, noise_variance):
     """Per row, ``log p(x)`` under the density of the module's docstring (a
     float64 tensor of shape ``(n,)``).
 
-    In code coordinates: ``log N(z; mean, C) - 1/2 log det(J^T J)`` is the
-    density on the surface, with ``C`` floored by :func:`floored_codes`.
+    With ``A = R C^(1/2)`` (``R^T R = J^T J``) and the whitened offset ``y =
+    C^(-1/2) (z - mean)``: ``u = A y``, ``S = A A^T``, whose eigenvalues and
+    directions come from ``A^T A = C^(1/2) J^T J C^(1/2)``, one symmetric
+    ``k x k`` eigendecomposition a row.
     """
-    precision, log_det, ridge = floored_codes(decoder, mean, covariance, noise_variance)
     codes = encode(X).flatten(1)
     residual = (X - decoder(codes).reshape(X.shape)).flatten(1).double()
     jacobian = decoder_jacobian(decoder, codes).double()
     n_features, k = jacobian.shape[1], jacobian.shape[2]
-    gram = jacobian.transpose(1, 2) @ jacobian
-    gram = gram + ridge * torch.eye(k, dtype=gram.dtype, device=gram.device)
-    factor, info = torch.linalg.cholesky_ex(gram)
-    log_volume = 2 * factor.diagonal(dim1=1, dim2=2).log().sum(dim=1)
-    failed = info != 0
-    if failed.any():  # not positive definite in rounding: from the eigenvalues
-        values = torch.linalg.eigvalsh(gram[failed]).clamp(min=ridge)
-        log_volume[failed] = values.log().sum(dim=1)
-    offsets = codes.double() - torch.as_tensor(mean, dtype=torch.float64, device=codes.device)
-    precision = torch.as_tensor(precision, dtype=torch.float64, device=codes.device)
-    distance = ((offsets @ precision) * offsets).sum(dim=1)
-    on_surface = -0.5 * (k * _LOG_2PI + log_det + distance + log_volume)
+    # C^(1/2) and its pseudo-inverse: a code dimension constant on the
+    # training rows has no spread to whiten (its offset is about zero).
+    values, vectors = np.linalg.eigh(np.asarray(covariance, dtype=np.float64))
+    values = np.clip(values, 0, None)
+    kept = values > 1e-12 * max(values.max(initial=0.0), 1e-300)
+    root = (vectors * np.sqrt(values)) @ vectors.T
+    inverse_root = (vectors[:, kept] / np.sqrt(values[kept])) @ vectors[:, kept].T
+    device = codes.device
+    root = torch.as_tensor(root, dtype=torch.float64, device=device)
+    inverse_root = torch.as_tensor(inverse_root, dtype=torch.float64, device=device)
+    offsets = codes.double() - torch.as_tensor(mean, dtype=torch.float64, device=device)
+    whitened = offsets @ inverse_root  # C^(-1/2) is symmetric
+    stretched = jacobian @ root  # J C^(1/2): (A^T A) = (J C^(1/2))^T (J C^(1/2))
+    spread_values, spread_vectors = torch.linalg.eigh(stretched.transpose(1, 2) @ stretched)
+    spread_values = spread_values.clamp(min=0)
+    floored = spread_values.clamp(min=noise_variance)
+    along = (spread_vectors.transpose(1, 2) @ whitened.unsqueeze(2)).squeeze(2)
+    on_surface = -0.5 * (k * _LOG_2PI + floored.log().sum(dim=1)
+                         + (spread_values * along.square() / floored).sum(dim=1))
     n_noise = max(n_features - k, 0)
     off_surface = -0.5 * (n_noise * math.log(2 * math.pi * noise_variance)
                           + residual.square().sum(dim=1) / noise_variance)
