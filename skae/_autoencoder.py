@@ -109,7 +109,8 @@ class AutoencoderTransformer(BaseAutoencoder):
     >>> from sklearn.decomposition import PCA
     >>> pca = PCA(n_components=8).fit(X)
     >>> pca_error = ((pca.inverse_transform(pca.transform(X)) - X) ** 2).mean()
-    >>> bool(-ae.score(X) < 0.8 * pca_error)  # less error than PCA with as many codes
+    >>> error = ((ae.inverse_transform(codes) - X) ** 2).mean()
+    >>> bool(error < 0.8 * pca_error)  # less error than PCA with as many codes
     True
     """
 

@@ -58,6 +58,7 @@ from ._engine import Trainer, TrainingDivergedError, Validation, fit_loop, resol
 from ._fastpath import ReconstructionLoss, dense_inference
 from ._inference import chunk_rows, predict_in_chunks, row_footprint, widest_row
 from ._interpolation import interpolate
+from ._likelihood import code_statistics, log_likelihood, parameters, pool
 from ._losses import LIKELIHOODS
 from ._modules import (
     ACTIVATIONS,
@@ -929,6 +930,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             self._check_values(X, LIKELIHOODS[self.loss])
             self._warn_if_overcomplete(X.shape[1])
             self._train(X, warm_start=self.warm_start, row_shape=row_shape)
+            self._fit_density(X, incremental=False)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -962,6 +964,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             if first_call:
                 self._warn_if_overcomplete(X.shape[1])
             self._train(X, incremental=True, row_shape=row_shape)
+            self._fit_density(X, incremental=not first_call)
         return self
 
     def fit_transform(self, X, y=None):
@@ -1016,15 +1019,69 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         Z = self._validate_codes(X)
         return self._predict(self._decode, Z)
 
-    def score_samples(self, X):
-        """Per-row score: minus the row's reconstruction loss.
+    # ------------------------------------------------------------------ #
+    # The score: a Gaussian log-likelihood around the autoencoder (see
+    # skae/_likelihood.py) for the squared error, minus the loss otherwise.
 
-        The loss is the one ``loss`` names, averaged over the row's features:
-        the mean squared error (``"squared_error"``), the mean binary
-        cross-entropy (``"log_loss"``) or the mean Poisson deviance
-        (``"poisson"``) of the reconstruction. Greater is better; the lowest
-        scores mark the rows the model reconstructs worst, which makes this
-        usable for anomaly ranking.
+    def _scores_by_density(self):
+        """Whether :meth:`score_samples` is the Gaussian log-likelihood of
+        :mod:`skae._likelihood`: for a squared-error reconstruction (the
+        Gaussian it extends); another likelihood has no noise to estimate."""
+        return self._training.module.likelihood.name == "squared_error"
+
+    def _fit_density(self, X, *, incremental):
+        """Estimate the density :meth:`score_samples` reports on the training
+        rows ``X`` (pooled with the earlier blocks' for ``partial_fit``), and
+        keep it with what training measured."""
+        state = self._training
+        density = state.settings.get("density") if incremental else None
+        if self._scores_by_density():
+            def statistics(module, rows):
+                return code_statistics(lambda chunk: self._encode(module, chunk),
+                                       module.decoder, rows)
+
+            # Block by block, as training read them: a block's statistics are
+            # pooled into the others', so the pass holds one block at a time.
+            step = block_rows(X) if isinstance(X, LazyRows) else 1 << 16
+            for start in range(0, X.shape[0], step):
+                density = pool(self._predict(statistics, X[start:start + step],
+                                             out_dtype=np.float64),
+                               math.prod(X.shape[1:]), density)
+        # A new dictionary: a continued state shares its settings with the
+        # state it was copied from, which must stay as it was.
+        state.settings = {**state.settings, "density": density}
+
+    def _log_likelihood(self, X, density):
+        mean, covariance, noise_variance = parameters(density)
+        # The decoder's Jacobian needs autograd through the network itself,
+        # not the buffers of the dense inference path.
+        module = self._training.inference_module(X.dtype)
+        return self._predict(lambda _, rows: log_likelihood(
+            lambda chunk: self._encode(module, chunk), module.decoder, rows, mean,
+            covariance, noise_variance), X)
+
+    def score_samples(self, X):
+        """Per-row score (greater is better): a log-likelihood, or minus the loss.
+
+        With ``loss="squared_error"``, the log-density of the row, in nats,
+        under probabilistic PCA built around the autoencoder: the code's
+        distribution (a Gaussian of the training codes' mean and covariance)
+        carried onto the decoder's surface, plus isotropic Gaussian noise,
+        its variance estimated from the training rows' residuals, in the
+        directions the code leaves out. For a linear autoencoder that spans
+        PCA's subspace it equals :meth:`sklearn.decomposition.PCA.score_samples`.
+        A held-out row pays for every code dimension the data do not need, so
+        :meth:`score` peaks at the code size a search should keep (the user
+        guide's "Choosing the size of the code").
+
+        With ``loss="log_loss"`` or ``loss="poisson"``, minus the row's mean
+        binary cross-entropy or mean Poisson deviance of the reconstruction
+        (those likelihoods have no noise level to estimate, and keep
+        improving with a wider code).
+
+        Either way the lowest scores mark the rows the model explains worst,
+        which makes this usable for anomaly ranking. A row's score does not
+        depend on the other rows passed with it.
 
         Parameters
         ----------
@@ -1039,10 +1096,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_values(X, self._training.module.likelihood)
+        density = self._training.settings.get("density")
+        if density is not None:
+            return self._log_likelihood(X, density)
         return self._predict(self._score_samples_tensor, X)
 
     def score(self, X, y=None):
         """Mean of :meth:`score_samples` over ``X`` (greater is better).
+
+        With ``loss="squared_error"`` the mean log-likelihood of the rows,
+        whose cross-validated maximum over ``n_components`` is the code size
+        to keep: ``GridSearchCV(estimator, {"n_components": [...]})`` picks
+        it as scikit-learn's searches pick :class:`~sklearn.decomposition.PCA`'s.
 
         Parameters
         ----------

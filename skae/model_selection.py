@@ -1,11 +1,16 @@
 """Refit rules for choosing the size of a code with scikit-learn's searches.
 
-An autoencoder's :meth:`~skae.AutoencoderTransformer.score` is minus its
-reconstruction error, which keeps improving as the code grows: a search that
-keeps the best mean score picks the largest code of the grid. The rules here
-are ``refit`` callables for :class:`~sklearn.model_selection.GridSearchCV`
-(and the other searches) that keep, instead, the smallest code whose score is
-close enough to the best one.
+With ``loss="squared_error"``, an autoencoder's
+:meth:`~skae.AutoencoderTransformer.score` is a log-likelihood whose
+cross-validated maximum is the code size a plain search keeps. The rules
+here are ``refit`` callables for :class:`~sklearn.model_selection.GridSearchCV`
+(and the other searches) for the cases where that maximum is not what you
+want, or does not exist: they keep the smallest code whose score is close
+enough to the best one. That is the choice to make when the score keeps
+improving with the code (minus the reconstruction loss of ``loss="log_loss"``
+or ``"poisson"``), when it reaches a plateau rather than a peak (the
+variational autoencoder's ELBO), and when a few nats of likelihood are not
+worth more code dimensions.
 """
 
 import math
@@ -39,7 +44,8 @@ def smallest_within(tolerance=None, *, relative=True, param=None, scoring=None,
         ``std(split scores, ddof=1) / sqrt(n_splits)``. A float is read as a
         fraction of the best score's magnitude when ``relative`` is True
         (``0.1`` accepts a reconstruction error 10% above the best), and in
-        the score's own units otherwise.
+        the score's own units otherwise (nats per row for a log-likelihood,
+        whose magnitude means nothing: use ``relative=False`` there).
     relative : bool, default=True
         Whether a float ``tolerance`` is relative to ``|best score|``.
         Ignored when ``tolerance`` is None.
@@ -71,8 +77,10 @@ def smallest_within(tolerance=None, *, relative=True, param=None, scoring=None,
     See Also
     --------
     sklearn.model_selection.GridSearchCV : The search that calls the rule.
-    skae.VariationalAutoencoder.score : A criterion (the ELBO) that itself
-        penalises unused code dimensions.
+    skae.AutoencoderTransformer.score : A log-likelihood that peaks at the
+        code size a plain search keeps (``loss="squared_error"``).
+    skae.VariationalAutoencoder.score : The ELBO, which stops improving (a
+        plateau, not a peak) once the code is wide enough.
 
     References
     ----------
@@ -81,9 +89,9 @@ def smallest_within(tolerance=None, *, relative=True, param=None, scoring=None,
 
     Examples
     --------
-    The scores of a search over ``n_components`` (minus the reconstruction
-    error) keep improving with the code; the rule keeps the smallest code
-    whose error is within 25% of the best:
+    Minus the reconstruction error of an autoencoder with ``loss="log_loss"``
+    keeps improving with the code; the rule keeps the smallest code whose
+    error is within 25% of the best:
 
     >>> from skae.model_selection import smallest_within
     >>> cv_results = {
@@ -98,18 +106,24 @@ def smallest_within(tolerance=None, *, relative=True, param=None, scoring=None,
     >>> print(f"{rule.threshold(cv_results):.4f}")
     -0.0225
 
-    In a search (here a linear autoencoder on data of rank 3):
+    In a search, with the log-likelihood of a linear autoencoder: three strong
+    directions and two weak ones above the noise. The default refit keeps the
+    likelihood's maximum, 5 codes; a code of 3 is within 2 nats a row of it:
 
     >>> import numpy as np
     >>> from sklearn.model_selection import GridSearchCV
     >>> from skae import AutoencoderTransformer
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 30))
+    >>> X += 0.04 * rng.normal(size=(300, 2)) @ rng.normal(size=(2, 30))
     >>> X += 0.1 * rng.normal(size=X.shape)
     >>> linear = AutoencoderTransformer(activation="identity", hidden_layer_sizes=(),
     ...                                 random_state=0)
-    >>> search = GridSearchCV(linear, {"n_components": [1, 2, 3, 4, 5, 6]}, cv=3,
-    ...                       refit=smallest_within(0.2)).fit(X)
+    >>> grid = {"n_components": [1, 2, 3, 4, 5, 6]}
+    >>> GridSearchCV(linear, grid, cv=3).fit(X).best_params_
+    {'n_components': 5}
+    >>> search = GridSearchCV(linear, grid, cv=3,
+    ...                       refit=smallest_within(2.0, relative=False)).fit(X)
     >>> search.best_params_
     {'n_components': 3}
     """

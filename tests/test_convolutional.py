@@ -133,6 +133,6 @@ def test_defaults_reconstruct_held_out_digits_better_than_pca(digits, n_componen
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         cae = ConvolutionalAutoencoder(n_components, random_state=0, device="cpu").fit(X_train)
-    cae_error = -cae.score(X_test)
+    cae_error = np.mean((cae.inverse_transform(cae.transform(X_test)) - X_test) ** 2)
     # Measured: 0.77 of PCA's error at 2 and 0.69 at 8 components.
     assert cae_error < 0.85 * pca_error
