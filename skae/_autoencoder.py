@@ -212,18 +212,15 @@ class AutoencoderTransformer(BaseAutoencoder):
                     and self._can_start_at_pca())
         return self.init == "pca"
 
-    def _starts_at_random(self):
-        return not self._starts_at_pca() and self.init != "greedy"
-
     def _batch_norm_requested(self):
         return not (isinstance(self.batch_norm, str) and self.batch_norm == "auto") and bool(
             self.batch_norm)
 
     def _uses_batch_norm(self):
         """``batch_norm`` resolved: "auto" is on for a network of two hidden
-        layers or more that starts at random."""
+        layers or more that does not start at PCA."""
         if isinstance(self.batch_norm, str) and self.batch_norm == "auto":
-            return len(self._hidden_layer_sizes()) >= 2 and self._starts_at_random()
+            return len(self._hidden_layer_sizes()) >= 2 and not self._starts_at_pca()
         return bool(self.batch_norm)
 
     def _network_params(self):

@@ -63,10 +63,12 @@ SHARED_ENTRIES = {
         started at random learn: on MNIST, a 784-1000-500-250-30 network with
         ``loss="log_loss"`` is after 2 epochs where it is after 12 without (see
         the Performance page). ``"auto"`` turns it on for a network with at
-        least two hidden layers that starts at random (``init="random"``, or a
-        loss other than ``"squared_error"``); the PCA and greedy starts
-        already pass the signal through. Such a network trains through autograd (about twice
-        the time per step of skae's hand-written dense step), and a last
+        least two hidden layers that does not start at PCA (``init="random"``
+        or ``"greedy"``, or a loss other than ``"squared_error"``); the PCA
+        start already passes the signal through; the greedy start gains from
+        it too (see the user guide's "One layer at a time"). Such a network
+        trains through autograd (about twice the time per step of skae's
+        hand-written dense step), and a last
         batch of a single row is skipped (a batch of one has no statistics).
     """),
     "tied_weights": ("bool", """

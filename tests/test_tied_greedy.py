@@ -321,8 +321,8 @@ def test_greedy_trains_one_phase_per_layer_then_the_network(digits, Estimator, t
     assert phases.epochs == ["greedy layer 1"] * 3 + ["greedy layer 2"] * 3 + \
         ["greedy layer 3"] * 3 + ["fit"] * 3
     assert model.n_iter_ == 3 and len(model.loss_curve_) == 3  # fine-tuning epochs only
-    # A start that passes the signal through: no batch normalisation by default.
-    assert not any(isinstance(m, nn.BatchNorm1d) for m in model.module_.modules())
+    # A deep network that does not start at PCA: batch-normalised by default.
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in model.module_.modules()) == 4
 
 
 class _StopAtFirstFitEpoch(Callback):
