@@ -10,6 +10,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 import skae._fastpath
@@ -357,3 +358,12 @@ def test_greedy_with_batch_norm_and_noise(digits):
                                  random_state=0).fit(digits[:200])
     assert sum(isinstance(m, nn.BatchNorm1d) for m in model.module_.modules()) == 4
     assert np.isfinite(model.score(digits))
+
+
+@parametrize_with_checks([
+    AutoencoderTransformer(tied_weights=True, init="greedy", hidden_layer_sizes=(8, 4),
+                           max_iter=5, random_state=0),
+    DenoisingAutoencoder(tied_weights=True, max_iter=5, random_state=0),
+])
+def test_tied_and_greedy_estimators_pass_scikit_learn_checks(estimator, check):
+    check(estimator)
