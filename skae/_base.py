@@ -10,8 +10,9 @@ one :class:`~skae._state.TrainingState`; the fitted attributes
 (``module_``, ``n_iter_``, ``loss_curve_``...) are views of it.
 
 :class:`BaseAutoencoder` adds what every autoencoder shares: ``fit``,
-``partial_fit``, ``transform``, ``inverse_transform``, ``score_samples`` and
-``score``, and the public hook :meth:`BaseAutoencoder.encoder_factory` that
+``partial_fit``, ``transform``, ``inverse_transform``, ``score_samples``,
+``score``, ``interpolate`` (:mod:`skae._interpolation`) and ``to_onnx``
+(:mod:`skae._onnx`), and the public hook :meth:`BaseAutoencoder.encoder_factory` that
 :class:`~skae.AutoencoderClassifier` builds on.
 
 A concrete estimator says only which network it trains
@@ -56,12 +57,14 @@ from ._distributed import Replicas, launched_by_a_launcher, launcher_process_gro
 from ._engine import Trainer, TrainingDivergedError, Validation, fit_loop, resolve_batch_size
 from ._fastpath import ReconstructionLoss, dense_inference
 from ._inference import chunk_rows, predict_in_chunks, row_footprint, widest_row
+from ._interpolation import interpolate
 from ._losses import LIKELIHOODS
 from ._modules import (
     ACTIVATIONS,
     corrupt,
     materialize,
 )
+from ._onnx import export_onnx
 from ._optim import make_optimizer
 from ._sources import (
     LazyRows,
@@ -1060,6 +1063,97 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
             The mean score.
         """
         return float(np.mean(self.score_samples(X), dtype=np.float64))
+
+    def interpolate(self, X_from, X_to, n_steps=8):
+        """Decode evenly spaced codes between the codes of two sets of rows.
+
+        Row ``i`` of ``X_from`` and row ``i`` of ``X_to`` are encoded (a
+        variational autoencoder takes its posterior means), and ``n_steps``
+        codes evenly spaced on the segment between them, both ends included,
+        are decoded: the first step is the reconstruction of ``X_from[i]``
+        (``inverse_transform(transform(X_from))``), the last that of
+        ``X_to[i]``. See :ref:`interpolation`.
+
+        Parameters
+        ----------
+        X_from : array-like of shape (m, n_features)
+            The rows the paths start from; an array of images where
+            :meth:`transform` takes one.
+        X_to : array-like of the same shape as ``X_from``
+            The rows the paths end at, one per row of ``X_from``.
+        n_steps : int, default=8
+            Points on each path, both ends included; at least 2.
+
+        Returns
+        -------
+        paths : ndarray of shape (m, n_steps, n_features)
+            The decoded paths; for an array of images, ``(m, n_steps,
+            *image_shape)`` with each image as ``X_from`` gives it. Float32
+            for float32 input and float64 otherwise.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import AutoencoderTransformer
+        >>> X = load_digits().data[:500] / 16.0
+        >>> ae = AutoencoderTransformer(n_components=4, random_state=0).fit(X)
+        >>> paths = ae.interpolate(X[:3], X[3:6], n_steps=5)
+        >>> paths.shape
+        (3, 5, 64)
+        >>> bool(np.allclose(paths[:, 0], ae.inverse_transform(ae.transform(X[:3]))))
+        True
+        """
+        return interpolate(self, X_from, X_to, n_steps)
+
+    def to_onnx(self, path, method="transform"):
+        """Write one inference method as an ONNX model, to run without torch.
+
+        The model computes ``method`` as the fitted estimator does, in
+        float32, for any number of rows: ``transform`` (a variational
+        autoencoder's posterior means), ``inverse_transform`` or
+        ``score_samples``. onnxruntime (or any ONNX runtime) runs it without
+        torch or skae. Needs the ``onnx`` extra (``pip install
+        'skae[onnx]'``). See :ref:`onnx-export`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (its folder must exist); overwritten if present.
+        method : {"transform", "inverse_transform", "score_samples"}, default="transform"
+            The method to export. The model's input is ``"X"``, float32 rows
+            flattened to ``(n_samples, n_features_in_)`` (``"Z"``, codes of
+            ``(n_samples, n_components)``, for ``inverse_transform``); its
+            output is ``"codes"``, ``"reconstruction"`` or ``"scores"``.
+
+        Returns
+        -------
+        path : str or os.PathLike
+            ``path``, as given.
+
+        Raises
+        ------
+        NotImplementedError
+            When the network computes ``method`` with an operation ONNX lacks
+            (the log-gamma of ``score_samples`` for a variational autoencoder
+            with ``loss="poisson"``); the message names it.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import onnxruntime
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import AutoencoderTransformer
+        >>> X = load_digits().data[:500].astype(np.float32) / 16
+        >>> ae = AutoencoderTransformer(n_components=4, random_state=0).fit(X)
+        >>> path = ae.to_onnx(os.path.join(tempfile.mkdtemp(), "codes.onnx"))
+        >>> session = onnxruntime.InferenceSession(path)
+        >>> codes = session.run(None, {"X": X[:4]})[0]
+        >>> bool(np.allclose(codes, ae.transform(X[:4]), atol=1e-4))
+        True
+        """
+        return export_onnx(self, path, method)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -51,7 +51,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         pretrain; its own parameters control phase 1. None means
         ``DenoisingAutoencoder(n_components=min(64, n_features),
         hidden_layer_sizes=(256, 128), noise="dropout", noise_level=0.3,
-        init="random", learning_rate_init=0.001, tol=1e-4,
+        init="random", batch_norm=False, learning_rate_init=0.001, tol=1e-4,
         early_stopping=False)``: a wide code, learned from inputs with 30% of
         their entries dropped, for the whole 200 epochs or nearly. Its own
         defaults, tuned for reconstruction (a start at PCA, early stopping),
@@ -370,7 +370,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         source = clone(self.autoencoder) if self.autoencoder is not None else \
             DenoisingAutoencoder(n_components=min(64, X.shape[1]), hidden_layer_sizes=(256, 128),
                                  noise="dropout", noise_level=0.3, init="random",
-                                 learning_rate_init=0.001, tol=1e-4, early_stopping=False)
+                                 batch_norm=False, learning_rate_init=0.001, tol=1e-4,
+                                 early_stopping=False)
         if source.get_params().get("random_state", 0) is None:
             source.set_params(random_state=RandomStreams(seed).seed_for(
                 RandomStreams.PRETRAIN) % 2**32)

@@ -107,12 +107,14 @@ class MLPAutoencoder(nn.Module):
        starts as the transposed encoder, there untied in fine-tuning).
     """
 
-    #: Start dense weights at He's (LeCun's) scale: see :func:`initialize_parameters`.
-    variance_preserving_init = True
-
     def __init__(self, n_features, hidden_layer_sizes, n_components, activation,
-                 loss="squared_error", batch_norm=False, tied_weights=False):
+                 loss="squared_error", batch_norm=False, variance_preserving_init=True,
+                 tied_weights=False):
         super().__init__()
+        #: Start dense weights at He's (LeCun's) scale (see
+        #: :func:`initialize_parameters`); False keeps torch's default, for a
+        #: network that will start at PCA (the units beside the carriers).
+        self.variance_preserving_init = variance_preserving_init
         widths = [n_features, *hidden_layer_sizes, n_components]
         self.encoder = mlp(widths, activation, batch_norm=batch_norm)
         self.decoder = mlp(widths[::-1], activation, batch_norm=batch_norm)
