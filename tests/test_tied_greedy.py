@@ -247,16 +247,19 @@ def test_warm_start_refuses_a_change_of_tied_weights(digits):
         model.fit(digits[:100])
 
 
-def test_tied_weights_is_no_worse_than_untied_on_few_rows(digits):
+@pytest.mark.parametrize(("init", "ratio"), [("random", 1.0), ("auto", 1.05)])
+def test_tied_weights_is_about_as_good_as_untied_on_few_rows(digits, init, ratio):
     # 300 training rows, the other 1497 held out, three splits and seeds.
+    # Measured (mean held-out squared error): from a random start 0.0210
+    # tied, 0.0233 untied; from PCA's (the default) 0.0188 tied, 0.0185 untied.
     errors = {False: [], True: []}
     for seed in range(3):
         X_train, X_test = train_test_split(digits, train_size=300, random_state=seed)
         for tied in (False, True):
-            model = AutoencoderTransformer(8, tied_weights=tied, random_state=seed).fit(X_train)
+            model = AutoencoderTransformer(8, tied_weights=tied, init=init,
+                                           random_state=seed).fit(X_train)
             errors[tied].append(-model.score(X_test))
-    # Measured: 0.0192 tied, 0.0193 untied (mean held-out squared error).
-    assert np.mean(errors[True]) <= 1.02 * np.mean(errors[False]), errors
+    assert np.mean(errors[True]) <= ratio * np.mean(errors[False]), errors
 
 
 def test_the_docstrings_describe_both_parameters():
