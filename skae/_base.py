@@ -252,6 +252,12 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
         """
         return False
 
+    def _restart_from_data(self, state, source, generator):
+        """Set up the network again from every training row (``source``), when
+        no epoch beat the start :meth:`_start_from_data` made on the held-out
+        rows; the default repeats that start on them (an estimate from more rows)."""
+        self._start_from_data(state, source, generator)
+
     #: The name callbacks hear for a fit's training phase.
     _phase = "fit"
 
@@ -621,8 +627,8 @@ class NetworkEstimator(BaseEstimator, metaclass=ABCMeta):
             if started and untrained:
                 # No epoch beat the data-dependent start on the held-out rows:
                 # start from every row instead, the fit's best estimate.
-                self._start_from_data(state, every_row,
-                                      streams.generator(RandomStreams.START))
+                self._restart_from_data(state, every_row,
+                                        streams.generator(RandomStreams.START))
             state.record(history, validating=validating, incremental=incremental,
                          batch_size=batch_size)
         self._training = state  # the commit

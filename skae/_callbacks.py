@@ -19,8 +19,9 @@ class EpochRecord:
     Attributes
     ----------
     phase : str
-        The training phase: ``"fit"``, ``"partial_fit"``, or for
-        :class:`~skae.AutoencoderClassifier` ``"pretraining"`` and
+        The training phase: ``"fit"``, ``"partial_fit"``, ``"greedy layer
+        1"``, ``"greedy layer 2"``... before ``"fit"`` with ``init="greedy"``,
+        or for :class:`~skae.AutoencoderClassifier` ``"pretraining"`` and
         ``"classifier head"``.
     epoch : int
         The epoch's number, counted over every call that trained the same

@@ -43,6 +43,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
     {activation}
     {init}
     {batch_norm}
+    {tied_weights}
     {loss}
     {alpha}
     {batch_size}
@@ -154,6 +155,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         activation="relu",
         init="auto",
         batch_norm="auto",
+        tied_weights=False,
         loss="squared_error",
         alpha=0.0001,
         batch_size="auto",
@@ -181,6 +183,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
             loss=loss,
             init=init,
             batch_norm=batch_norm,
+            tied_weights=tied_weights,
             alpha=alpha,
             batch_size=batch_size,
             learning_rate_init=learning_rate_init,

@@ -32,7 +32,7 @@ SHARED_ENTRIES = {
         Activation after every hidden layer. The code and output layers are
         linear.
     """),
-    "init": ('{"auto", "pca", "random"}', """
+    "init": ('{"auto", "pca", "random", "greedy"}', """
         How the network starts. ``"pca"`` sets its weights so that it
         computes PCA's codes and reconstruction exactly (PCA of up to 10,000
         training rows): the first ``2 * n_components`` units of every hidden
@@ -45,6 +45,14 @@ SHARED_ENTRIES = {
         ``"random"`` draws every weight: dense weights from a normal scaled
         to the fan-in and the activation's gain (He et al.'s for ReLU), so
         that the signal keeps its scale through a deep stack, zero biases.
+        ``"greedy"`` starts at random, then trains one layer at a time before
+        the whole network trains (Bengio et al., 2006): each encoder layer
+        and its mirror in the decoder, as a shallow autoencoder of the codes
+        of the layers before it (the first of the rows, with ``loss`` and
+        any noise; the others with the squared error of the codes), for
+        about a thousand steps each (at least 5 epochs, at most
+        ``max_iter``); callbacks see these as phases ``"greedy layer 1"``,
+        ``"greedy layer 2"``... and ``n_iter_`` does not count them.
         ``"auto"`` is ``"pca"`` where that is possible (``loss="squared_error"``
         and no ``batch_norm``, besides the conditions above), else ``"random"``.
     """),
@@ -55,11 +63,22 @@ SHARED_ENTRIES = {
         started at random learn: on MNIST, a 784-1000-500-250-30 network with
         ``loss="log_loss"`` is after 2 epochs where it is after 12 without (see
         the Performance page). ``"auto"`` turns it on for a network with at
-        least two hidden layers that starts at random (``init="random"``, or a
-        loss other than ``"squared_error"``); the PCA start already passes the
-        signal through. Such a network trains through autograd (about twice
-        the time per step of skae's hand-written dense step), and a last
+        least two hidden layers that does not start at PCA (``init="random"``
+        or ``"greedy"``, or a loss other than ``"squared_error"``); the PCA
+        start already passes the signal through; the greedy start gains from
+        it too (see the user guide's "One layer at a time"). Such a network
+        trains through autograd (about twice the time per step of skae's
+        hand-written dense step), and a last
         batch of a single row is skipped (a batch of one has no statistics).
+    """),
+    "tied_weights": ("bool", """
+        Tie each dense layer of the decoder to its mirror in the encoder: it
+        uses the transpose of that layer's weight, with a bias of its own
+        (Hinton and Salakhutdinov, 2006; Vincent et al., 2010). The network
+        has about half the weights, which train on the sum of the gradients
+        of their two uses; ``batch_norm`` layers are not tied. Works with
+        every ``init``, PCA's start included, and with skae's hand-written
+        dense step.
     """),
     "loss": ('{"squared_error", "log_loss", "poisson"}', """
         The reconstruction's likelihood, with scikit-learn's names: the

@@ -4,7 +4,7 @@ For the small dense networks skae trains, an autograd step costs three times
 its matrix products: recording the graph, walking it back, allocating every
 intermediate and the gradients, a dozen small elementwise kernels. Those are
 per-operation costs, not arithmetic. :class:`DenseStep` takes the same step for
-a network that is a plain stack of :class:`torch.nn.Linear` layers and
+a network that is a plain stack of :class:`torch.nn.Linear` layers (tied or not) and
 elementwise activations (:class:`~skae._modules.MLPAutoencoder`) trained on a
 :class:`ReconstructionLoss`: the forward pass, the loss and its gradient, and
 both products of every layer's backward pass, each with the kernel autograd
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ._losses import LIKELIHOODS
-from ._modules import MLPAutoencoder, corrupt
+from ._modules import MLPAutoencoder, TiedLinear, corrupt
 
 _aten = torch.ops.aten
 _MEAN = 1  # torch's Reduction::Mean
@@ -164,7 +164,8 @@ def _half_layers(half):
         return None
     layers = []
     for submodule in half:
-        if type(submodule) is nn.Linear and submodule.bias is not None:
+        if (type(submodule) is nn.Linear and submodule.bias is not None) or \
+                type(submodule) is TiedLinear:
             layers.append([submodule, None])
             continue
         rule = _activation(submodule)
@@ -179,7 +180,10 @@ def _dense_halves(module):
     :func:`_half_layers`), or None.
 
     Only the exact layer types are accepted: a subclass, a parametrisation or
-    a hook may change what a layer computes.
+    a hook may change what a layer computes. A decoder layer may be a
+    :class:`~skae._modules.TiedLinear` of its mirror in the encoder (tied
+    weights): the step writes the sum of the gradients of the weight's two
+    uses.
     """
     if type(module) is not MLPAutoencoder or _has_hooks(module):
         return None
@@ -319,8 +323,9 @@ class _Plan:
     output, activation call)``; ``backward``, from the last layer to the
     first, ``(gradient w.r.t. the layer's affine output, its transpose, the
     layer's input, weight, weight.grad, bias.grad, gradient w.r.t. the input,
-    the previous activation's backward call)``. The first layer's input is
-    the batch, known only per step (None here), and takes no gradient.
+    the previous activation's backward call, how to write weight.grad)``.
+    The first layer's input is the batch, known only per step (None here),
+    and takes no gradient.
     """
 
     def __init__(self, n_rows, layers, n_features, noisy, device):
@@ -351,8 +356,14 @@ class _Plan:
                 previous.activation.backward(grads[i - 1], pre[i - 1], post[i - 1])
             self.backward.append((grads[i], grads[i].t(), post[i - 1] if i else None,
                                   layer.weight, layer.weight_grad, layer.bias_grad,
-                                  grads[i - 1] if i else None, activation))
+                                  grads[i - 1] if i else None, activation, layer.write))
         self.backward.reverse()
+
+
+# How a layer's backward pass writes its weight's gradient, ``grad.T @ input``:
+_SET = 0  # into .grad (the weight's only use)
+_ADD = 1  # added to .grad (a weight whose tied mirror, later in the stack, wrote first)
+_SET_TRANSPOSED = 2  # into .grad as ``input.T @ grad`` (a tied layer: .grad is its mirror's)
 
 
 @dataclass(frozen=True)
@@ -363,6 +374,7 @@ class _Layer:
     weight_grad: torch.Tensor  # the parameters' .grad
     bias_grad: torch.Tensor
     activation: _Activation | None
+    write: int = _SET
 
 
 class DenseStep:
@@ -387,14 +399,26 @@ class DenseStep:
         self.fallback = fallback
         self.failed = False
         self.layers = []
+        mirrored = {id(linear.mirror) for linear, _ in layers if type(linear) is TiedLinear}
         for linear, activation in layers:
-            weight, bias = linear.weight, linear.bias
+            bias = linear.bias
+            bias.grad = torch.empty_like(bias)
+            if type(linear) is TiedLinear:
+                # The mirror's weight, transposed; its .grad was made with it
+                # (the encoder comes first), and this layer writes it first
+                # (the backward pass runs from the output).
+                weight_data = linear.mirror.weight.detach()
+                self.layers.append(_Layer(weight_data.t(), weight_data, bias.detach(),
+                                          linear.mirror.weight.grad, bias.grad, activation,
+                                          _SET_TRANSPOSED))
+                continue
+            weight = linear.weight
             # The optimizer reads .grad; these are overwritten every step.
             weight.grad = torch.empty_like(weight)
-            bias.grad = torch.empty_like(bias)
             weight_data = weight.detach()
             self.layers.append(_Layer(weight_data, weight_data.t(), bias.detach(), weight.grad,
-                                      bias.grad, activation))
+                                      bias.grad, activation,
+                                      _ADD if id(linear) in mirrored else _SET))
         self.n_features = layers[0][0].in_features
         self.device = layers[0][0].weight.device
         self.grad_output = torch.ones((), device=self.device)
@@ -474,9 +498,14 @@ class DenseStep:
             layer_input = activated
         loss = self._loss_and_its_gradient(plan, X_batch)
         for (grad, grad_t, layer_input, weight, weight_grad, bias_grad, input_grad,
-             activation) in plan.backward:
-            torch.mm(grad_t, first_input if layer_input is None else layer_input,
-                     out=weight_grad)
+             activation, write) in plan.backward:
+            layer_input = first_input if layer_input is None else layer_input
+            if write == _SET:
+                torch.mm(grad_t, layer_input, out=weight_grad)
+            elif write == _SET_TRANSPOSED:
+                torch.mm(layer_input.t(), grad, out=weight_grad)
+            else:
+                weight_grad.addmm_(grad_t, layer_input)
             torch.sum(grad, 0, out=bias_grad)
             if input_grad is not None:  # the batch itself takes no gradient
                 torch.mm(grad, weight, out=input_grad)

@@ -52,6 +52,40 @@ def mlp(sizes, activation, *, activate_last=False, batch_norm=False):
     return nn.Sequential(*layers)
 
 
+class TiedLinear(nn.Module):
+    """A dense layer whose weight is the transpose of another one's, with its own bias.
+
+    ``mirror`` is the :class:`~torch.nn.Linear` layer it mirrors (``n_in ->
+    n_out``); this layer maps ``n_out -> n_in`` with ``mirror.weight.T``.
+    The mirror is held as a plain reference, not a submodule: its weight is
+    a parameter of the network once, saved once, and trained by the sum of
+    the gradients of its two uses.
+    """
+
+    def __init__(self, mirror):
+        super().__init__()
+        # A tuple keeps nn.Module from registering the mirror as a submodule.
+        self._mirror = (mirror,)
+        self.in_features, self.out_features = mirror.out_features, mirror.in_features
+        self.bias = nn.Parameter(torch.empty(self.out_features))
+
+    @property
+    def mirror(self):
+        """The layer whose weight this one uses, transposed."""
+        return self._mirror[0]
+
+    @property
+    def weight(self):
+        """``mirror.weight.T`` (a view: it follows every update of the mirror)."""
+        return self.mirror.weight.t()
+
+    def forward(self, X):
+        return nn.functional.linear(X, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, tied=True"
+
+
 class MLPAutoencoder(nn.Module):
     """A symmetric dense autoencoder.
 
@@ -61,10 +95,21 @@ class MLPAutoencoder(nn.Module):
     ``likelihood`` (:mod:`skae._losses`, named by ``loss``), whose link
     gives the reconstruction on the data's scale. With ``batch_norm`` every
     hidden layer is batch-normalised before its activation (see :func:`mlp`).
+    With ``tied_weights`` each dense layer of the decoder is a
+    :class:`TiedLinear` of its mirror in the encoder (the transpose of its
+    weight, a bias of its own) [1]_: about half the weights. Normalisation
+    layers are not tied.
+
+    References
+    ----------
+    .. [1] G. E. Hinton and R. R. Salakhutdinov, "Reducing the dimensionality
+       of data with neural networks", Science 313 (5786), 2006 (the decoder
+       starts as the transposed encoder, there untied in fine-tuning).
     """
 
     def __init__(self, n_features, hidden_layer_sizes, n_components, activation,
-                 loss="squared_error", batch_norm=False, variance_preserving_init=True):
+                 loss="squared_error", batch_norm=False, variance_preserving_init=True,
+                 tied_weights=False):
         super().__init__()
         #: Start dense weights at He's (LeCun's) scale (see
         #: :func:`initialize_parameters`); False keeps torch's default, for a
@@ -73,10 +118,48 @@ class MLPAutoencoder(nn.Module):
         widths = [n_features, *hidden_layer_sizes, n_components]
         self.encoder = mlp(widths, activation, batch_norm=batch_norm)
         self.decoder = mlp(widths[::-1], activation, batch_norm=batch_norm)
+        if tied_weights:
+            mirrors = _linear_layers(self.encoder)[::-1]
+            positions = [index for index, layer in enumerate(self.decoder)
+                         if isinstance(layer, nn.Linear)]
+            for position, mirror in zip(positions, mirrors, strict=True):
+                self.decoder[position] = TiedLinear(mirror)
         self.likelihood = LIKELIHOODS[loss]
 
     def forward(self, X):
         return self.decoder(self.encoder(X))
+
+
+def _layer_groups(half):
+    """The dense layers of ``half`` (an ``nn.Sequential``), each with the
+    normalisation and activation that follow it, as ``nn.Sequential`` s."""
+    groups = []
+    for layer in half:
+        if isinstance(layer, (nn.Linear, TiedLinear)):
+            groups.append([])
+        groups[-1].append(layer)
+    return [nn.Sequential(*group) for group in groups]
+
+
+def greedy_stages(module):
+    """The shallow autoencoders of an :class:`MLPAutoencoder`, one per encoder layer.
+
+    Returns ``[(inputs, shallow), ...]`` from the input inwards: ``shallow``
+    is the encoder's layer ``i`` (with its normalisation and activation)
+    followed by its mirror in the decoder, which reconstructs the layer's
+    input; ``inputs`` is the encoder's layers before it, which compute that
+    input from a row (an empty ``nn.Sequential``, the identity, for the
+    first). Both share the network's modules: training a ``shallow`` trains
+    the network, and stacking the stages is the network itself [1]_.
+
+    References
+    ----------
+    .. [1] Y. Bengio, P. Lamblin, D. Popovici and H. Larochelle, "Greedy
+       layer-wise training of deep networks", NeurIPS 2006.
+    """
+    encoder, decoder = _layer_groups(module.encoder), _layer_groups(module.decoder)
+    return [(nn.Sequential(*encoder[:index]), nn.Sequential(layers, mirror))
+            for index, (layers, mirror) in enumerate(zip(encoder, decoder[::-1], strict=True))]
 
 
 # For an activation f with f(v) - f(-v) = gain * v, a pair of units carrying
@@ -91,7 +174,7 @@ def can_start_at_pca(hidden_layer_sizes, n_components, activation):
 
 
 def _linear_layers(half):
-    return [layer for layer in half if isinstance(layer, nn.Linear)]
+    return [layer for layer in half if isinstance(layer, (nn.Linear, TiedLinear))]
 
 
 @torch.no_grad()
@@ -108,6 +191,12 @@ def start_at_pca(module, mean, components, activation):
     other units keep their random weights but start with zero outgoing
     weights, free to learn what PCA misses. Training thus starts from PCA
     and can only be kept if it does better.
+
+    With tied weights only the encoder's weights are set (the decoder's are
+    their transposes): the carriers of its middle layers neither read nor
+    feed the other units, so that the other units of the decoder start
+    silent, and the transposes compute the same reconstruction (the
+    ``1 / gain`` moves from the decoder's output layer to its first layer).
     """
     encoder, decoder = _linear_layers(module.encoder), _linear_layers(module.decoder)
     k = encoder[-1].out_features
@@ -123,17 +212,27 @@ def start_at_pca(module, mean, components, activation):
     def put(tensor, value):
         tensor.copy_(value.to(dtype=dtype, device=device))
 
+    tied = isinstance(decoder[0], TiedLinear)
+
     def carry(layer):  # a middle layer: carriers in, the same carriers out
+        layer.bias[:2 * k] = 0.0
+        if isinstance(layer, TiedLinear):
+            return  # the transpose of its mirror, set in the encoder
         weight = torch.zeros(layer.out_features, layer.in_features, dtype=torch.float64)
         block = torch.cat([torch.cat([eye, -eye], 1), torch.cat([-eye, eye], 1)]) / gain
         weight[:2 * k, :2 * k] = block
         put(layer.weight[:2 * k], weight[:2 * k])
-        layer.bias[:2 * k] = 0.0
+        if tied:  # the other units must not read the carriers either
+            layer.weight[2 * k:, :2 * k] = 0.0
+
+    def put_decoder(layer, weight):
+        if not tied:
+            put(layer.weight, weight)
 
     if len(encoder) == 1:  # no hidden layer: the code and output layers are PCA's
         put(encoder[0].weight, scores)
         put(encoder[0].bias, -shift)
-        put(decoder[0].weight, scores.T)
+        put_decoder(decoder[0], scores.T)
         put(decoder[0].bias, mean)
         return module
     # Encoder: the first layer computes the scores as pairs, the last reads them.
@@ -147,13 +246,16 @@ def start_at_pca(module, mean, components, activation):
     put(encoder[-1].weight, last)
     encoder[-1].bias.zero_()
     # Decoder: the first layer splits the code into pairs, the last decodes them.
-    put(decoder[0].weight[:2 * k], torch.cat([eye, -eye]))
-    decoder[0].bias[:2 * k] = 0.0
+    if tied:  # the transposes: pairs v / gain, -v / gain, decoded without 1 / gain
+        decoder[0].bias.zero_()
+    else:
+        put(decoder[0].weight[:2 * k], torch.cat([eye, -eye]))
+        decoder[0].bias[:2 * k] = 0.0
     for layer in decoder[1:-1]:
         carry(layer)
     output = torch.zeros(decoder[-1].weight.shape, dtype=torch.float64)
     output[:, :2 * k] = torch.cat([scores.T, -scores.T], 1) / gain
-    put(decoder[-1].weight, output)
+    put_decoder(decoder[-1], output)
     put(decoder[-1].bias, mean)
     return module
 
@@ -221,7 +323,8 @@ def initialize_parameters(module, generator):
     (Kaiming-uniform weights, fan-in-scaled uniform biases; the variational
     autoencoder's codes collapsed more often with the fan-in normal start:
     held-out error 0.059 against 0.043 on the digits); normalisation layers
-    start as the identity. Every value is drawn from the given generator,
+    start as the identity; a :class:`TiedLinear` has only its bias to start
+    (at zero): its weight is its mirror's. Every value is drawn from the given generator,
     not torch's global one.
 
     References
@@ -232,7 +335,9 @@ def initialize_parameters(module, generator):
     preserving = getattr(module, "variance_preserving_init", False)
     gains = _dense_gains(module) if preserving else {}
     for submodule in module.modules():
-        if isinstance(submodule, nn.Linear) and preserving:
+        if isinstance(submodule, TiedLinear):  # its weight is its mirror's
+            nn.init.zeros_(submodule.bias)
+        elif isinstance(submodule, nn.Linear) and preserving:
             gain = gains.get(id(submodule), 1.0)
             fan_in = submodule.in_features
             nn.init.normal_(submodule.weight, 0.0, gain / math.sqrt(max(fan_in, 1)),
