@@ -99,6 +99,13 @@ def _innermost(error):
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def scores_by_density(estimator):
+    """Whether a fitted estimator's ``score_samples`` is the Gaussian density of
+    :mod:`skae._likelihood` (not exportable)."""
+    return (estimator._scores_by_density()
+            and estimator._training.settings.get("density") is not None)
+
+
 def check_method(estimator, method):
     """A ValueError naming ``method`` unless it is one that exports."""
     if not isinstance(method, str) or method not in METHODS:
@@ -121,6 +128,13 @@ def onnx_program(estimator, method, opset=None):
     """
     check_method(estimator, method)
     check_is_fitted(estimator)
+    if method == "score_samples" and scores_by_density(estimator):
+        raise NotImplementedError(
+            f"{type(estimator).__name__}.score_samples with loss='squared_error' is a Gaussian "
+            "log-likelihood that needs the decoder's Jacobian at every row (see the user "
+            "guide's 'Choosing the latent size'), which does not export to ONNX. Export "
+            "method='transform' and method='inverse_transform' and compute the "
+            "reconstruction error from them, or fit with loss='log_loss' or 'poisson'.")
     _require_exporter()
     function_name, input_name, output_name = METHODS[method]
     # The exporter traces in float32 on the CPU; the fitted network stays as it is.

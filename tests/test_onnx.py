@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 
 from skae import AutoencoderTransformer, ConvolutionalAutoencoder, VariationalAutoencoder
 from skae._base import BaseAutoencoder
-from skae._onnx import METHODS
+from skae._onnx import METHODS, scores_by_density
 from skae.utils import all_estimators
 
 ort = pytest.importorskip("onnxruntime")
@@ -56,6 +56,12 @@ def inputs_for(estimator, method, rows):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_onnxruntime_gives_the_estimators_output(fitted, pixels, method, tmp_path):
     path = tmp_path / "model.onnx"
+    if method == "score_samples" and scores_by_density(fitted):
+        # A squared error's score is a density with the decoder's Jacobian in it.
+        with pytest.raises(NotImplementedError, match="Jacobian.*method='transform'"):
+            fitted.to_onnx(path, method=method)
+        assert not path.exists()
+        return
     assert fitted.to_onnx(path, method=method) == path
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (given,), (output,) = session.get_inputs(), session.get_outputs()
