@@ -19,6 +19,7 @@ _SOURCES = {
     "DenoisingAutoencoder": "._denoising",
     "EpochRecord": "._callbacks",
     "ProgressBar": "._callbacks",
+    "SparseAutoencoder": "._sparse_ae",
     "TrainingDivergedError": "._stopping",
     "TrainingSummary": "._callbacks",
     "VariationalAutoencoder": "._variational",

@@ -21,6 +21,7 @@ from ._modules import (
     EncoderClassifier,
     MLPAutoencoder,
     MLPVariationalAutoencoder,
+    SparseMLPAutoencoder,
     materialize,
 )
 from ._optim import make_optimizer
@@ -69,7 +70,8 @@ def build_network(architecture):
 
 
 _NETWORKS = {network.__name__: network
-             for network in (MLPAutoencoder, MLPVariationalAutoencoder, ConvAutoencoder)}
+             for network in (MLPAutoencoder, MLPVariationalAutoencoder, ConvAutoencoder,
+                             SparseMLPAutoencoder)}
 
 
 class TrainingState:

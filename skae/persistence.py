@@ -23,6 +23,7 @@ TRUSTED_TYPES = (
     "skae._classifier.AutoencoderClassifier",
     "skae._convolutional.ConvolutionalAutoencoder",
     "skae._denoising.DenoisingAutoencoder",
+    "skae._sparse_ae.SparseAutoencoder",
     "skae._variational.VariationalAutoencoder",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.MinMaxScaler",
