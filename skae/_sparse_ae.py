@@ -60,7 +60,7 @@ class SparseAutoencoder(BaseAutoencoder):
     sparsity_target : float, default=0.05
         The mean activation each unit is pushed towards, in (0, 1): the
         share of rows a unit should respond to.
-    sparsity_weight : float, default=3.0
+    sparsity_weight : float, default=0.3
         Weight of the KL penalty against the per-row reconstruction loss
         (beta in [1]_). ``0`` trains a plain autoencoder with a sigmoid code.
     hidden_layer_sizes : int or tuple of int, default=()
@@ -180,7 +180,7 @@ class SparseAutoencoder(BaseAutoencoder):
         n_components=100,
         *,
         sparsity_target=0.05,
-        sparsity_weight=3.0,
+        sparsity_weight=0.3,
         hidden_layer_sizes=(),
         activation="relu",
         loss="squared_error",
