@@ -15,8 +15,8 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import train_test_split
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 
 from skae import SparseAutoencoder, persistence
@@ -189,7 +189,7 @@ def test_as_features_it_beats_raw_pixels_and_the_rbm(split):
     from sklearn.neural_network import BernoulliRBM
 
     X_train, X_test, y_train, y_test = split
-    classifier = LogisticRegressionCV(Cs=[1, 10, 100, 1000], cv=3, max_iter=3000)
+    classifier = GridSearchCV(LogisticRegression(max_iter=3000), {"C": [1, 10, 100, 1000]}, cv=3)
     sparse = make_pipeline(SparseAutoencoder(100, random_state=0), classifier)
     rbm = make_pipeline(BernoulliRBM(n_components=100, learning_rate=0.06, n_iter=20,
                                      random_state=0), classifier)
