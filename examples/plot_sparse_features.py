@@ -2,9 +2,9 @@
 Sparse autoencoder features of the digits
 =========================================
 
-A :class:`~skae.SparseAutoencoder` with 100 sigmoid units learns local
-stroke detectors from the digits; as features for a logistic regression they
-beat the raw pixels and the features of scikit-learn's ``BernoulliRBM``.
+A :class:`~skae.SparseAutoencoder` with 100 sigmoid units learns features of
+the digits, shown as the units' input weights; as features for a logistic
+regression they are compared with the raw pixels and scikit-learn's ``BernoulliRBM``.
 """
 
 import os
@@ -43,8 +43,12 @@ print(f"mean activation on held-out digits: {features.mean():.3f} "
       f"(target {sparse.sparsity_target})")
 
 # %%
-# Each unit's input weights (``components_``) as an 8x8 image: most are a
-# stroke or a blob in one part of the image, which the unit detects.
+# Each unit's input weights (``components_``) as an 8x8 image. They look
+# noisy: with the squared error every unit stays near its target activation
+# and encodes a digit in small variations (see the user guide's "What goes
+# wrong"), and the pixels that are blank in nearly every digit (the left and
+# right borders) give their weights no gradient, so these keep their random
+# start.
 fig, axes = plt.subplots(10, 10, figsize=(6, 6))
 for axis, weights in zip(axes.ravel(), sparse.components_):
     axis.imshow(weights.reshape(8, 8), cmap="gray_r")

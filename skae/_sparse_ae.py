@@ -55,8 +55,7 @@ class SparseAutoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=100
-        Number of code units (features detected).
+    {n_components}
     sparsity_target : float, default=0.05
         The mean activation each unit is pushed towards, in (0, 1): the
         share of rows a unit should respond to.
@@ -74,9 +73,7 @@ class SparseAutoencoder(BaseAutoencoder):
     {loss}
     {alpha}
     {batch_size}
-    learning_rate_init : float, default=0.01
-        Adam's learning rate at the start (divided by 10 once when progress
-        stalls; see ``tol``).
+    {learning_rate_init}
     {max_iter}
     {tol}
     {n_iter_no_change}

@@ -39,6 +39,9 @@ DIFFERENT_BY_DESIGN = {
     ("ConvolutionalAutoencoder", "early_stopping"): "scores the denoising error with noise",
     ("VariationalAutoencoder", "hidden_layer_sizes"): "() is a linear VAE",
     ("VariationalAutoencoder", "activation"): "the posterior heads are linear",
+    ("SparseAutoencoder", "hidden_layer_sizes"): "() is the textbook sparse autoencoder",
+    ("SparseAutoencoder", "activation"): "the code units are sigmoid",
+    ("SparseAutoencoder", "early_stopping"): "scores the loss with its sparsity penalty",
 }
 
 
