@@ -180,6 +180,7 @@ def test_log_loss_and_partial_fit_work(split):
     assert model.inverse_transform(model.transform(X_train[:4])).min() >= 0
 
 
+@pytest.mark.slow  # about a minute: cross-validated logistic regressions
 def test_as_features_it_beats_raw_pixels_and_the_rbm(split):
     """The issue's pipeline at the estimator's defaults, each representation
     with the logistic regression's C chosen by cross-validation on the
@@ -200,6 +201,7 @@ def test_as_features_it_beats_raw_pixels_and_the_rbm(split):
     assert scores["sparse"] > scores["raw"] + 0.005 and scores["sparse"] > scores["rbm"], scores
 
 
+@pytest.mark.slow  # two minutes on a busy machine: not cheap enough for the fast suite
 def test_the_benchmark_runs_quickly(capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
