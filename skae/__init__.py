@@ -20,6 +20,7 @@ _SOURCES = {
     "EpochRecord": "._callbacks",
     "ProgressBar": "._callbacks",
     "RecurrentAutoencoder": "._recurrent",
+    "SparseAutoencoder": "._sparse_ae",
     "TrainingDivergedError": "._stopping",
     "TrainingSummary": "._callbacks",
     "VariationalAutoencoder": "._variational",

@@ -687,3 +687,27 @@ def start_recurrent_at_pca(module, mean, components):
         layer.weight.zero_()
         layer.bias.zero_()
     return module
+
+
+class SparseMLPAutoencoder(nn.Module):
+    """A dense autoencoder whose code is a layer of sigmoid units.
+
+    The encoder maps ``n_features -> hidden_layer_sizes... -> n_components``
+    (``activation`` after every hidden layer) and ends in a sigmoid, so that
+    each code unit's activation lies in [0, 1]: how strongly the unit
+    responds to the row. The decoder mirrors the widths back to
+    ``n_features`` with a linear output layer (the raw output of the
+    reconstruction ``likelihood``, as in :class:`MLPAutoencoder`). The
+    sparsity of the code is the loss's business, not the network's.
+    """
+
+    def __init__(self, n_features, hidden_layer_sizes, n_components, activation,
+                 loss="squared_error"):
+        super().__init__()
+        widths = [n_features, *hidden_layer_sizes, n_components]
+        self.encoder = nn.Sequential(*mlp(widths, activation), nn.Sigmoid())
+        self.decoder = mlp(widths[::-1], activation)
+        self.likelihood = LIKELIHOODS[loss]
+
+    def forward(self, X):
+        return self.decoder(self.encoder(X))

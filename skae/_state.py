@@ -22,6 +22,7 @@ from ._modules import (
     MLPAutoencoder,
     MLPVariationalAutoencoder,
     RNNAutoencoder,
+    SparseMLPAutoencoder,
     materialize,
 )
 from ._optim import make_optimizer
@@ -71,7 +72,7 @@ def build_network(architecture):
 
 _NETWORKS = {network.__name__: network
              for network in (MLPAutoencoder, MLPVariationalAutoencoder, ConvAutoencoder,
-                             RNNAutoencoder)}
+                             RNNAutoencoder, SparseMLPAutoencoder)}
 
 
 class TrainingState:

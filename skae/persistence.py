@@ -24,6 +24,7 @@ TRUSTED_TYPES = (
     "skae._convolutional.ConvolutionalAutoencoder",
     "skae._denoising.DenoisingAutoencoder",
     "skae._recurrent.RecurrentAutoencoder",
+    "skae._sparse_ae.SparseAutoencoder",
     "skae._variational.VariationalAutoencoder",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.MinMaxScaler",

@@ -40,6 +40,9 @@ DIFFERENT_BY_DESIGN = {
     ("VariationalAutoencoder", "hidden_layer_sizes"): "() is a linear VAE",
     ("VariationalAutoencoder", "activation"): "the posterior heads are linear",
     ("RecurrentAutoencoder", "init"): "PCA through the linear paths beside the recurrent ones",
+    ("SparseAutoencoder", "hidden_layer_sizes"): "() is the textbook sparse autoencoder",
+    ("SparseAutoencoder", "activation"): "the code units are sigmoid",
+    ("SparseAutoencoder", "early_stopping"): "scores the loss with its sparsity penalty",
 }
 
 
