@@ -27,7 +27,7 @@ _SOURCES = {
 }
 
 # Public submodules, imported when first named as attributes of the package.
-_SUBMODULES = {"dask", "model_selection", "persistence", "utils"}
+_SUBMODULES = {"dask", "model_selection", "onnx", "persistence", "utils"}
 
 __all__ = [*sorted(_SOURCES), "__version__"]
 
