@@ -184,7 +184,7 @@ class SparseAutoencoder(BaseAutoencoder):
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.01,
-        max_iter=200,
+        max_iter=1000,
         tol=3e-3,
         n_iter_no_change=10,
         early_stopping="auto",
