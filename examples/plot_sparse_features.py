@@ -35,7 +35,7 @@ X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25,
 # 100 units for 64 pixels: an over-complete code, kept from copying its
 # input by the sparsity penalty, which pushes every unit's mean activation
 # towards ``sparsity_target=0.05``. The defaults otherwise (the fit stops
-# after about 400-470 epochs of its ``max_iter=1000``).
+# by itself after about 280 epochs).
 sparse = SparseAutoencoder(100, random_state=0, callbacks=CALLBACKS)
 features = sparse.fit(X_train).transform(X_test)
 print(f"mean activation on held-out digits: {features.mean():.3f} "

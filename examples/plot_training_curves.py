@@ -31,7 +31,7 @@ CALLBACKS = [lambda record: record.epoch >= 15] if QUICK else None
 # and scores them (minus their mean squared error) after every epoch. With
 # ``tol=0`` any improvement counts, and a patience of 100 epochs lets the
 # curves run on past the best epoch, to show what early stopping avoids: the
-# fits end there (after 260-420 epochs), not at ``max_iter=600``.
+# fits end there (after 460-620 epochs), not at ``max_iter=1000``.
 #
 # Both train from random weights (``init="random"``) so that the curves show
 # training from scratch, and early stopping keeps an epoch. With the default
@@ -49,7 +49,7 @@ models = {
 }
 for name, model in models.items():
     model.set_params(early_stopping=True, validation_fraction=0.25, tol=0, n_iter_no_change=100,
-                     batch_size=32, max_iter=600, alpha=0, init="random", callbacks=CALLBACKS,
+                     batch_size=32, max_iter=1000, alpha=0, init="random", callbacks=CALLBACKS,
                      random_state=0).fit(X_small)
     best_epoch = int(np.argmax(model.validation_scores_)) + 1
     print(f"{name}: {model.n_iter_} epochs, best validation error "

@@ -186,7 +186,7 @@ class SparseAutoencoder(BaseAutoencoder):
         learning_rate_init=0.01,
         max_iter=1000,
         tol=3e-3,
-        n_iter_no_change=10,
+        n_iter_no_change=5,
         early_stopping="auto",
         validation_fraction=0.1,
         shuffle=True,

@@ -195,7 +195,7 @@ def test_as_features_it_beats_raw_pixels_and_the_rbm(split):
     rbm = make_pipeline(BernoulliRBM(n_components=100, learning_rate=0.06, n_iter=20,
                                      random_state=0), classifier)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # max_iter=200 is reached (see the guide)
+        warnings.simplefilter("ignore")  # the RBM's and the regressions' own warnings
         scores = {name: clone(model).fit(X_train, y_train).score(X_test, y_test)
                   for name, model in [("sparse", sparse), ("rbm", rbm), ("raw", classifier)]}
     assert scores["sparse"] > scores["raw"] + 0.005 and scores["sparse"] > scores["rbm"], scores
