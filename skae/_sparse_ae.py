@@ -97,7 +97,7 @@ class SparseAutoencoder(BaseAutoencoder):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features_in_)
+    components_ : ndarray of shape (n_components, `n_features_in_`)
         Each code unit's input weights, one row per unit, to show as an
         image (as ``BernoulliRBM.components_``). With hidden layers, the
         product of the encoder's weight matrices: the unit's input weights
