@@ -121,6 +121,9 @@ class AutoencoderTransformer(BaseAutoencoder):
     True
     """
 
+    # score_samples of a squared-error fit is a log-likelihood (skae._likelihood).
+    _density_score = True
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "init": [StrOptions({"auto", "pca", "random", "greedy"})],

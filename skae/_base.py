@@ -1029,11 +1029,17 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     # The score: a Gaussian log-likelihood around the autoencoder (see
     # skae/_likelihood.py) for the squared error, minus the loss otherwise.
 
+    #: Whether a squared-error fit scores rows by the Gaussian density of
+    #: :mod:`skae._likelihood` (the estimators whose code size a search
+    #: chooses); the others score minus the loss.
+    _density_score = False
+
     def _scores_by_density(self):
         """Whether :meth:`score_samples` is the Gaussian log-likelihood of
-        :mod:`skae._likelihood`: for a squared-error reconstruction (the
-        Gaussian it extends); another likelihood has no noise to estimate."""
-        return self._training.module.likelihood.name == "squared_error"
+        :mod:`skae._likelihood`: for an estimator that asks for it
+        (``_density_score``) and a squared-error reconstruction (the Gaussian
+        it extends); another likelihood has no noise to estimate."""
+        return self._density_score and self._training.module.likelihood.name == "squared_error"
 
     def _fit_density(self, X, *, incremental):
         """Estimate the density :meth:`score_samples` reports on the training

@@ -168,6 +168,9 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
     (500, 64)
     """
 
+    # score_samples of a squared-error fit is a log-likelihood (skae._likelihood).
+    _density_score = True
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "image_shape": [None, tuple, list],

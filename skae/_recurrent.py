@@ -162,12 +162,6 @@ class RecurrentAutoencoder(BaseAutoencoder):
     # pipeline's ("unable to sort names"); to_onnx on the estimator works.
     _skl2onnx_converter = False
 
-    def _scores_by_density(self):
-        # score_samples stays minus the per-sequence error, the anomaly score
-        # of a time series (the Gaussian density of skae._likelihood is for
-        # choosing the code size of the dense autoencoders).
-        return False
-
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "cell": [StrOptions(set(RECURRENT_CELLS))],

@@ -299,9 +299,6 @@ class VariationalAutoencoder(BaseAutoencoder):
     def _encode(self, module, X):
         return module.encoder(X)[0]
 
-    def _scores_by_density(self):
-        return False  # the ELBO is already a likelihood (a bound on it)
-
     def _score_samples_tensor(self, module, X):
         # The likelihood is taken at the posterior mean instead of averaged
         # over the posterior: deterministic and row by row, at the price of
