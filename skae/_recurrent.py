@@ -71,6 +71,7 @@ class RecurrentAutoencoder(BaseAutoencoder):
     {alpha}
     {batch_size}
     {learning_rate_init}
+    {learning_rate}
     {max_iter}
     {tol}
     {n_iter_no_change}
@@ -182,6 +183,7 @@ class RecurrentAutoencoder(BaseAutoencoder):
         alpha=0.0001,
         batch_size=16,
         learning_rate_init=0.01,
+        learning_rate="adaptive",
         max_iter=200,
         tol=3e-3,
         n_iter_no_change=20,
@@ -206,6 +208,7 @@ class RecurrentAutoencoder(BaseAutoencoder):
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change

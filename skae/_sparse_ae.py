@@ -74,6 +74,7 @@ class SparseAutoencoder(BaseAutoencoder):
     {alpha}
     {batch_size}
     {learning_rate_init}
+    {learning_rate}
     {max_iter}
     {tol}
     {n_iter_no_change}
@@ -184,6 +185,7 @@ class SparseAutoencoder(BaseAutoencoder):
         alpha=0.0001,
         batch_size="auto",
         learning_rate_init=0.01,
+        learning_rate="adaptive",
         max_iter=1000,
         tol=3e-3,
         n_iter_no_change=5,
@@ -208,6 +210,7 @@ class SparseAutoencoder(BaseAutoencoder):
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change

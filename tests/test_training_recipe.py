@@ -15,6 +15,8 @@ from skae import (
     AutoencoderTransformer,
     ConvolutionalAutoencoder,
     DenoisingAutoencoder,
+    RecurrentAutoencoder,
+    SparseAutoencoder,
     VariationalAutoencoder,
 )
 from skae._fastpath import ReconstructionLoss, dense_step
@@ -155,6 +157,8 @@ def _rates(estimator_class, X, **params):
     (DenoisingAutoencoder, {"n_components": 3}),
     (VariationalAutoencoder, {"n_components": 3}),
     (ConvolutionalAutoencoder, {"n_components": 3, "image_shape": (8, 8), "channels": (4,)}),
+    (SparseAutoencoder, {"n_components": 8}),
+    (RecurrentAutoencoder, {"n_components": 2, "hidden_size": 8}),
 ])
 def test_cosine_anneals_from_learning_rate_init_to_zero_at_max_iter(digits, estimator_class,
                                                                       params):
