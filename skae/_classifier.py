@@ -14,6 +14,7 @@ from ._base import BaseAutoencoder, NetworkEstimator, validate_numeric
 from ._callbacks import InPhase
 from ._denoising import DenoisingAutoencoder
 from ._docstrings import fill_shared_entries
+from ._modules import corrupt
 from ._state import RandomStreams
 
 
@@ -197,6 +198,10 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     True
     """
 
+    #: The perturbation of the unlabelled rows' inputs that their pseudo-labels
+    #: must survive: Gaussian noise in the units of X.
+    _pseudo_label_noise = ("gaussian", 0.3)
+
     # The cross-entropy is in nats whatever the data: tol is absolute.
     _relative_tol = False
 
@@ -207,6 +212,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "learning_rate_init": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "pretrain": ["boolean"],
+        "pseudo_label_threshold": [None, Interval(Real, 0, 1, closed="neither")],
         # The autoencoders' "auto" turns on for a nonlinear network, and the
         # classifier's always is one: its default stays off, as MLPClassifier's.
         "early_stopping": ["boolean"],
@@ -218,6 +224,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         *,
         freeze_encoder="auto",
         pretrain=True,
+        pseudo_label_threshold=0.9,
         alpha="auto",
         batch_size="auto",
         learning_rate_init="auto",
@@ -238,6 +245,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         self.autoencoder = autoencoder
         self.freeze_encoder = freeze_encoder
         self.pretrain = pretrain
+        self.pseudo_label_threshold = pseudo_label_threshold
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -274,14 +282,48 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                 "freeze_encoder": self.freeze_encoder_}
 
     def _logits(self, module, X):
-        # A frozen encoder is trained on codes computed once (see _prepare_training).
-        return module.head(X) if self.freeze_encoder_ else module(X)
+        # A frozen encoder without pseudo-labels is trained on codes computed
+        # once (see _prepare_training).
+        return module.head(X) if self._trains_on_codes else module(X)
 
     def _training_loss(self, module, X, y, generator):
+        # Without pseudo-labels every training row is labelled.
         return F.cross_entropy(self._logits(module, X), y), {}
 
+    def _loss(self, state):
+        if not self.pseudo_labelling_:
+            return self._training_loss
+        share = state.settings["labelled_share"]
+        return lambda module, X, y, generator: self._semi_supervised_loss(
+            module, X, y, generator, share)
+
+    def _semi_supervised_loss(self, module, X, y, generator, labelled_share):
+        """The cross-entropy of the batch's labelled rows plus that of the
+        confident pseudo-labels of its unlabelled rows, predicted on the clean
+        rows and learnt from perturbed ones (FixMatch's loss with the
+        autoencoder's noise as its augmentation)."""
+        labelled = y >= 0
+        logits = module(X)
+        # An unbiased estimate of the mean cross-entropy over every labelled
+        # row, whatever share of this batch they are.
+        supervised = F.cross_entropy(logits[labelled], y[labelled], reduction="sum") / (
+            X.shape[0] * labelled_share)
+        unlabelled = ~labelled
+        n_unlabelled = int(unlabelled.sum())
+        pseudo = logits.new_zeros(())
+        if n_unlabelled:
+            confidence, guess = torch.softmax(logits[unlabelled].detach(), dim=1).max(dim=1)
+            confident = confidence >= self.pseudo_label_threshold
+            if confident.any():
+                noisy = corrupt(X[unlabelled][confident], *self._pseudo_label_noise, generator)
+                pseudo = F.cross_entropy(module(noisy), guess[confident],
+                                         reduction="sum") / n_unlabelled
+        return supervised + pseudo, {"cross_entropy": supervised.detach(),
+                                     "pseudo_labels": pseudo.detach()}
+
     def _validation_scores(self, module, X, y, generator):
-        return (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
+        correct = (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
+        return (correct, y >= 0) if self.pseudo_labelling_ else correct
 
     def _optimizer_settings(self):
         return self.learning_rate_init_, self.alpha_
@@ -330,10 +372,18 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             self.autoencoder_ = source if self.pretrain else None
             self._encoder_source = source
             n_labelled = int(labelled.sum())
+            self.pseudo_labelling_ = bool(self.pseudo_label_threshold is not None
+                                          and n_labelled < y.shape[0])
+            # Below this many labelled rows a class, fine-tuning a whole
+            # encoder on them forgets more than it learns (measured on the
+            # digits: see the user guide); pseudo-labels let it learn from
+            # fewer.
+            rows_per_class = 5 if self.pseudo_labelling_ else 20
             self.freeze_encoder_ = bool(
-                self.pretrain and n_labelled < 20 * len(self.classes_)
+                self.pretrain and n_labelled < rows_per_class * len(self.classes_)
                 if self.freeze_encoder == "auto" else self.freeze_encoder)
             frozen = self.freeze_encoder_
+            self._trains_on_codes = frozen and not self.pseudo_labelling_
             self.alpha_ = ((1.0 if frozen else 1e-4)
                            if self.alpha == "auto" else float(self.alpha))
             self.learning_rate_init_ = ((0.01 if frozen else 0.001)
@@ -347,8 +397,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     _phase = "classifier head"
 
     def _prepare_training(self, state, X, y, infer):
-        """The head's start: the pretrained encoder, its codes' statistics, the
-        labelled rows (``y >= 0``), encoded once when the encoder is frozen."""
+        """The head's start: the pretrained encoder, its codes' statistics, and
+        the rows to train on: every row when pseudo-labelling, else the
+        labelled ones (``y >= 0``), encoded once when the encoder is frozen."""
         network = state.module
         labelled = y >= 0
         if self.pretrain:
@@ -358,8 +409,11 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         codes = infer(lambda module, rows: module.codes(rows),
                       X if self.pretrain else X[labelled], np.float64)
         network.set_code_statistics(codes.mean(axis=0), codes.std(axis=0))
+        if self.pseudo_labelling_:
+            state.settings["labelled_share"] = float(labelled.mean())
+            return X, y
         inputs = X[labelled]
-        if self.freeze_encoder_:
+        if self._trains_on_codes:
             # A frozen encoder gives every row the same code in every
             # epoch: encode once and train the output layer alone on them.
             inputs = infer(lambda module, rows: module.encode(rows), inputs, np.float32)
