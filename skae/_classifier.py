@@ -1,4 +1,4 @@
-"""AutoencoderClassifier: unsupervised pretraining, then a softmax classifier."""
+"""AutoencoderClassifier: unsupervised pretraining, then a semi-supervised softmax classifier."""
 
 from numbers import Real
 
@@ -29,20 +29,38 @@ def _unlabelled(y):
 class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     """Classifier pretrained as an autoencoder on labelled and unlabelled rows.
 
-    Training has two phases [1]_. Phase 1 fits a clone of ``autoencoder`` on
-    every row of ``X``, labelled or not. Phase 2 builds a network from the
-    trained encoder's layers (up to its code) plus a dense softmax output
-    layer, and trains it with Adam on the cross-entropy of the labelled rows
-    only. Rows labelled ``-1`` are unlabelled, the convention of
+    Training has two phases, and the unlabelled rows serve in both. Rows
+    labelled ``-1`` are unlabelled, the convention of
     :class:`~sklearn.semi_supervised.SelfTrainingClassifier`.
 
-    With a frozen encoder phase 2 trains only the output layer: an
-    L2-penalised multinomial logistic regression on the standardised codes.
-    That is what pays with few labels, where fine-tuning every layer on a
-    handful of rows mostly forgets what the unlabelled rows taught; once
-    labels are plentiful, fine-tuning the encoder too does better. The
-    default, ``freeze_encoder="auto"``, chooses by the number of labelled
-    rows per class (measured on the digits: see ``benchmarks/README.md``).
+    Phase 1 is unsupervised pretraining [1]_: it fits a clone of
+    ``autoencoder`` on every row of ``X``, labelled or not. Phase 2 builds a
+    network from the trained encoder's layers (up to its code), a fixed
+    standardisation of its codes and a dense softmax output layer, and trains
+    it with Adam on every row. A labelled row contributes its cross-entropy.
+    An unlabelled row contributes a pseudo-label [2]_: when the network
+    predicts a class for it with a probability of at least
+    ``pseudo_label_threshold``, that class becomes its target, and the
+    network learns to predict it from a copy of the row with Gaussian noise
+    (standard deviation 0.3, in the units of ``X``) added: FixMatch's loss
+    [3]_, with that noise as the perturbation. The predictions, and so the
+    pseudo-labels, are made afresh at every step; at first only the rows
+    near the labelled ones are confident enough, and the labels spread from
+    there through the dense regions of the data the encoder has learnt. The
+    loss of a batch is the mean cross-entropy of the labelled rows (their
+    sum over the batch's expected number of them) plus the sum of the
+    pseudo-labelled rows' cross-entropy over the batch's unlabelled rows.
+    ``pseudo_label_threshold=None`` trains on the labelled rows alone (the
+    classifier of earlier versions).
+
+    With a frozen encoder phase 2 trains only the output layer; without
+    pseudo-labels that is an L2-penalised multinomial logistic regression on
+    the standardised codes. A frozen encoder is what pays with very few
+    labels, where fine-tuning every layer on a handful of rows mostly
+    forgets what the unlabelled rows taught; with more, fine-tuning the
+    encoder too does better. The default, ``freeze_encoder="auto"``,
+    chooses by the number of labelled rows per class (measured on the
+    digits: see :doc:`/user_guide/pretraining`).
 
     Parameters
     ----------
@@ -62,12 +80,17 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     freeze_encoder : bool or "auto", default="auto"
         True keeps the pretrained encoder fixed and trains only the output
         layer; False fine-tunes the encoder's layers with it. ``"auto"``
-        freezes it when there are fewer than 20 labelled rows per class
-        (and never without pretraining).
+        freezes it when there are fewer labelled rows per class than 5 with
+        pseudo-labels, or 20 without (and never without pretraining).
     pretrain : bool, default=True
         Run phase 1. False skips it: the same network starts from random
         weights and trains on the labelled rows only (the baseline that
         shows what pretraining brings; it needs ``freeze_encoder=False``).
+    pseudo_label_threshold : float in (0, 1) or None, default=0.9
+        The probability the network must give a class for an unlabelled row
+        to be trained towards it in phase 2 (its pseudo-label). Higher trusts
+        fewer, surer predictions. None trains phase 2 on the labelled rows
+        alone. Without unlabelled rows it has no effect.
     alpha : float or "auto", default="auto"
         L2 penalty on the weights in phase 2, with the meaning of
         scikit-learn's :class:`~sklearn.neural_network.MLPClassifier`: each
@@ -77,19 +100,20 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         the rows it trains on, when one batch holds them all) and
         ``0.0001`` when fine-tuning.
     batch_size : int or "auto", default="auto"
-        Rows per minibatch in phase 2; ``"auto"`` is ``min(200,
-        n_labelled)``.
+        Rows per minibatch in phase 2; ``"auto"`` is ``min(200, n_rows)``,
+        where the rows are every row with pseudo-labels, else the labelled
+        ones.
     learning_rate_init : float or "auto", default="auto"
         Adam's learning rate at the start of phase 2 (divided by 10 once when
         progress stalls). ``"auto"`` is ``0.01`` with a frozen encoder (a
         convex problem, which converges too slowly at 0.001) and ``0.001``
         when fine-tuning.
     max_iter : int, default=1000
-        Maximum number of epochs of phase 2 (an epoch with few labelled rows
-        is one or a few steps).
+        Maximum number of epochs of phase 2 (an epoch is one pass over its
+        rows: see ``batch_size``).
     tol : float, default=1e-5
         Progress that counts in phase 2: an epoch makes progress when its
-        loss (the cross-entropy, in nats) or validation accuracy beats the
+        loss (in nats) or validation accuracy beats the
         best so far by more than ``tol``, an absolute amount as in
         :class:`~sklearn.neural_network.MLPClassifier` (the autoencoders'
         ``tol`` is relative: their errors have the data's scale; a
@@ -100,10 +124,12 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     n_iter_no_change : int, default=10
         Phase 2 stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the labelled rows, stop on their
-        accuracy and restore the weights of the best epoch.
+        Hold out ``validation_fraction`` of the training rows, stop on the
+        accuracy of the labelled ones among them and restore the weights of
+        the best epoch.
     validation_fraction : float, default=0.1
-        Fraction of the labelled rows held out when ``early_stopping``.
+        Fraction of the training rows (labelled and, with pseudo-labels,
+        unlabelled) held out when ``early_stopping``.
     {shuffle}
     random_state : int, RandomState instance or None, default=None
         Seeds phase 2 (initialisation, shuffling, validation split) and the
@@ -138,6 +164,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     freeze_encoder_ : bool
         Whether phase 2 kept the encoder fixed (``freeze_encoder``
         resolved).
+    pseudo_labelling_ : bool
+        Whether phase 2 trained on the unlabelled rows' pseudo-labels: when
+        ``pseudo_label_threshold`` is not None and some rows are unlabelled.
     alpha_ : float
         The L2 penalty phase 2 used (``alpha`` resolved).
     learning_rate_init_ : float
@@ -153,7 +182,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     n_iter_ : int
         Number of epochs of phase 2.
     loss_curve_ : list of float
-        Mean cross-entropy of every epoch of phase 2.
+        Mean loss of every epoch of phase 2 (the cross-entropy, plus the
+        pseudo-labels' term when ``pseudo_labelling_``).
     best_loss_ : float
         Lowest value in ``loss_curve_``.
     early_stopping_ : bool
@@ -179,6 +209,13 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     .. [1] D. Erhan, Y. Bengio, A. Courville, P.-A. Manzagol, P. Vincent and
        S. Bengio, "Why does unsupervised pre-training help deep learning?",
        JMLR 11, 2010.
+    .. [2] D.-H. Lee, "Pseudo-label: the simple and efficient semi-supervised
+       learning method for deep neural networks", ICML Workshop on
+       Challenges in Representation Learning, 2013.
+    .. [3] K. Sohn, D. Berthelot, C.-L. Li, Z. Zhang, N. Carlini, E. D.
+       Cubuk, A. Kurakin, H. Zhang and C. Raffel, "FixMatch: simplifying
+       semi-supervised learning with consistency and confidence", NeurIPS
+       2020.
 
     Examples
     --------
@@ -192,9 +229,10 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     >>> clf = AutoencoderClassifier(random_state=0).fit(X, y_partial)
     >>> clf.classes_
     array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    >>> clf.freeze_encoder_  # under 20 labelled rows a class: the encoder stays fixed
-    True
-    >>> bool(clf.score(X, y) > 0.9)  # accuracy on all rows, 10% of them labelled
+    >>> clf.pseudo_labelling_, clf.freeze_encoder_  # 174 labelled rows: fine-tuned
+    (True, False)
+    >>> unlabelled = y_partial == -1
+    >>> bool(clf.score(X[unlabelled], y[unlabelled]) > 0.94)  # the 1,623 rows without a label
     True
     """
 
