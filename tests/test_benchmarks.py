@@ -131,3 +131,11 @@ def test_bench_mnist_quick():
                 "skae, defaults", "paper: deep autoencoder"):
         assert f"| {row} |" in out
     assert "nan" not in out.lower()
+
+
+def test_bench_pretraining_quick():
+    pytest.importorskip("threadpoolctl")
+    out = _run("bench_pretraining.py", "--quick")
+    assert "### Digits" in out and "| 5% (63) |" in out and "goal at 5%" in out
+    assert "skae AutoencoderClassifier()" in out and "MLPClassifier(max_iter=1000)" in out
+    assert "nan" not in out.lower()
