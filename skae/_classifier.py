@@ -320,6 +320,10 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                 "n_codes": encoder["n_components"], "n_classes": len(self.classes_),
                 "freeze_encoder": self.freeze_encoder_}
 
+    @property
+    def _trains_on_codes(self):
+        return self.freeze_encoder_ and not self.pseudo_labelling_
+
     def _logits(self, module, X):
         # A frozen encoder without pseudo-labels is trained on codes computed
         # once (see _prepare_training).
@@ -422,7 +426,6 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                 self.pretrain and n_labelled < rows_per_class * len(self.classes_)
                 if self.freeze_encoder == "auto" else self.freeze_encoder)
             frozen = self.freeze_encoder_
-            self._trains_on_codes = frozen and not self.pseudo_labelling_
             self.alpha_ = ((1.0 if frozen else 1e-4)
                            if self.alpha == "auto" else float(self.alpha))
             self.learning_rate_init_ = ((0.01 if frozen else 0.001)
