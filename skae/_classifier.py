@@ -73,7 +73,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         init="random", batch_norm=False, learning_rate_init=0.001, tol=1e-4,
         early_stopping=False, max_iter=500)``: a wide code, learned from
         inputs with 30% of their entries dropped until the training loss
-        stops improving (150 to 250 epochs on the digits). Its own
+        stops improving (under 250 epochs on the digits). Its own
         defaults, tuned for reconstruction (a start at PCA, early stopping),
         make poorer codes for classifying (see :doc:`/user_guide/pretraining`).
         A ``random_state`` left at None is drawn from this estimator's
@@ -343,8 +343,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     def _semi_supervised_loss(self, module, X, y, generator, labelled_share):
         """The cross-entropy of the batch's labelled rows plus that of the
         confident pseudo-labels of its unlabelled rows, predicted on the clean
-        rows and learnt from perturbed ones (FixMatch's loss with the
-        autoencoder's noise as its augmentation)."""
+        rows and learnt from perturbed ones (FixMatch's loss, with Gaussian
+        input noise as its augmentation)."""
         labelled = y >= 0
         logits = module(X)
         # An unbiased estimate of the mean cross-entropy over every labelled
