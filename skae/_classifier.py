@@ -1,4 +1,4 @@
-"""AutoencoderClassifier: unsupervised pretraining, then a softmax classifier."""
+"""AutoencoderClassifier: unsupervised pretraining, then a semi-supervised softmax classifier."""
 
 from numbers import Real
 
@@ -14,6 +14,7 @@ from ._base import BaseAutoencoder, NetworkEstimator, validate_numeric
 from ._callbacks import InPhase
 from ._denoising import DenoisingAutoencoder
 from ._docstrings import fill_shared_entries
+from ._modules import corrupt
 from ._state import RandomStreams
 
 
@@ -28,20 +29,38 @@ def _unlabelled(y):
 class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     """Classifier pretrained as an autoencoder on labelled and unlabelled rows.
 
-    Training has two phases [1]_. Phase 1 fits a clone of ``autoencoder`` on
-    every row of ``X``, labelled or not. Phase 2 builds a network from the
-    trained encoder's layers (up to its code) plus a dense softmax output
-    layer, and trains it with Adam on the cross-entropy of the labelled rows
-    only. Rows labelled ``-1`` are unlabelled, the convention of
+    Training has two phases, and the unlabelled rows serve in both. Rows
+    labelled ``-1`` are unlabelled, the convention of
     :class:`~sklearn.semi_supervised.SelfTrainingClassifier`.
 
-    With a frozen encoder phase 2 trains only the output layer: an
-    L2-penalised multinomial logistic regression on the standardised codes.
-    That is what pays with few labels, where fine-tuning every layer on a
-    handful of rows mostly forgets what the unlabelled rows taught; once
-    labels are plentiful, fine-tuning the encoder too does better. The
-    default, ``freeze_encoder="auto"``, chooses by the number of labelled
-    rows per class (measured on the digits: see ``benchmarks/README.md``).
+    Phase 1 is unsupervised pretraining [1]_: it fits a clone of
+    ``autoencoder`` on every row of ``X``, labelled or not. Phase 2 builds a
+    network from the trained encoder's layers (up to its code), a fixed
+    standardisation of its codes and a dense softmax output layer, and trains
+    it with Adam on every row. A labelled row contributes its cross-entropy.
+    An unlabelled row contributes a pseudo-label [2]_: when the network
+    predicts a class for it with a probability of at least
+    ``pseudo_label_threshold``, that class becomes its target, and the
+    network learns to predict it from a copy of the row with Gaussian noise
+    (standard deviation 0.3, in the units of ``X``) added: FixMatch's loss
+    [3]_, with that noise as the perturbation. The predictions, and so the
+    pseudo-labels, are made afresh at every step; at first only the rows
+    near the labelled ones are confident enough, and the labels spread from
+    there through the dense regions of the data the encoder has learnt. The
+    loss of a batch is the mean cross-entropy of the labelled rows (their
+    sum over the batch's expected number of them) plus the sum of the
+    pseudo-labelled rows' cross-entropy over the batch's unlabelled rows.
+    ``pseudo_label_threshold=None`` trains on the labelled rows alone (the
+    classifier of earlier versions).
+
+    With a frozen encoder phase 2 trains only the output layer; without
+    pseudo-labels that is an L2-penalised multinomial logistic regression on
+    the standardised codes. A frozen encoder is what pays with very few
+    labels, where fine-tuning every layer on a handful of rows mostly
+    forgets what the unlabelled rows taught; with more, fine-tuning the
+    encoder too does better. The default, ``freeze_encoder="auto"``,
+    chooses by the number of labelled rows per class (measured on the
+    digits: see :doc:`/user_guide/pretraining`).
 
     Parameters
     ----------
@@ -52,8 +71,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         ``DenoisingAutoencoder(n_components=min(64, n_features),
         hidden_layer_sizes=(256, 128), noise="dropout", noise_level=0.3,
         init="random", batch_norm=False, learning_rate_init=0.001, tol=1e-4,
-        early_stopping=False)``: a wide code, learned from inputs with 30% of
-        their entries dropped, for the whole 200 epochs or nearly. Its own
+        early_stopping=False, max_iter=500)``: a wide code, learned from
+        inputs with 30% of their entries dropped until the training loss
+        stops improving (under 250 epochs on the digits). Its own
         defaults, tuned for reconstruction (a start at PCA, early stopping),
         make poorer codes for classifying (see :doc:`/user_guide/pretraining`).
         A ``random_state`` left at None is drawn from this estimator's
@@ -61,12 +81,17 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     freeze_encoder : bool or "auto", default="auto"
         True keeps the pretrained encoder fixed and trains only the output
         layer; False fine-tunes the encoder's layers with it. ``"auto"``
-        freezes it when there are fewer than 20 labelled rows per class
-        (and never without pretraining).
+        freezes it when there are fewer labelled rows per class than 5 with
+        pseudo-labels, or 20 without (and never without pretraining).
     pretrain : bool, default=True
         Run phase 1. False skips it: the same network starts from random
         weights and trains on the labelled rows only (the baseline that
         shows what pretraining brings; it needs ``freeze_encoder=False``).
+    pseudo_label_threshold : float in (0, 1) or None, default=0.9
+        The probability the network must give a class for an unlabelled row
+        to be trained towards it in phase 2 (its pseudo-label). Higher trusts
+        fewer, surer predictions. None trains phase 2 on the labelled rows
+        alone. Without unlabelled rows it has no effect.
     alpha : float or "auto", default="auto"
         L2 penalty on the weights in phase 2, with the meaning of
         scikit-learn's :class:`~sklearn.neural_network.MLPClassifier`: each
@@ -76,19 +101,20 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         the rows it trains on, when one batch holds them all) and
         ``0.0001`` when fine-tuning.
     batch_size : int or "auto", default="auto"
-        Rows per minibatch in phase 2; ``"auto"`` is ``min(200,
-        n_labelled)``.
+        Rows per minibatch in phase 2; ``"auto"`` is ``min(200, n_rows)``,
+        where the rows are every row with pseudo-labels, else the labelled
+        ones.
     learning_rate_init : float or "auto", default="auto"
         Adam's learning rate at the start of phase 2 (divided by 10 once when
         progress stalls). ``"auto"`` is ``0.01`` with a frozen encoder (a
         convex problem, which converges too slowly at 0.001) and ``0.001``
         when fine-tuning.
     max_iter : int, default=1000
-        Maximum number of epochs of phase 2 (an epoch with few labelled rows
-        is one or a few steps).
+        Maximum number of epochs of phase 2 (an epoch is one pass over its
+        rows: see ``batch_size``).
     tol : float, default=1e-5
         Progress that counts in phase 2: an epoch makes progress when its
-        loss (the cross-entropy, in nats) or validation accuracy beats the
+        loss (in nats) or validation accuracy beats the
         best so far by more than ``tol``, an absolute amount as in
         :class:`~sklearn.neural_network.MLPClassifier` (the autoencoders'
         ``tol`` is relative: their errors have the data's scale; a
@@ -99,10 +125,12 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     n_iter_no_change : int, default=10
         Phase 2 stops after this many consecutive epochs without progress.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the labelled rows, stop on their
-        accuracy and restore the weights of the best epoch.
+        Hold out ``validation_fraction`` of the training rows, stop on the
+        accuracy of the labelled ones among them and restore the weights of
+        the best epoch.
     validation_fraction : float, default=0.1
-        Fraction of the labelled rows held out when ``early_stopping``.
+        Fraction of the training rows (labelled and, with pseudo-labels,
+        unlabelled) held out when ``early_stopping``.
     {shuffle}
     random_state : int, RandomState instance or None, default=None
         Seeds phase 2 (initialisation, shuffling, validation split) and the
@@ -137,6 +165,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     freeze_encoder_ : bool
         Whether phase 2 kept the encoder fixed (``freeze_encoder``
         resolved).
+    pseudo_labelling_ : bool
+        Whether phase 2 trained on the unlabelled rows' pseudo-labels: when
+        ``pseudo_label_threshold`` is not None and some rows are unlabelled.
     alpha_ : float
         The L2 penalty phase 2 used (``alpha`` resolved).
     learning_rate_init_ : float
@@ -152,7 +183,8 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     n_iter_ : int
         Number of epochs of phase 2.
     loss_curve_ : list of float
-        Mean cross-entropy of every epoch of phase 2.
+        Mean loss of every epoch of phase 2 (the cross-entropy, plus the
+        pseudo-labels' term when ``pseudo_labelling_``).
     best_loss_ : float
         Lowest value in ``loss_curve_``.
     early_stopping_ : bool
@@ -178,6 +210,13 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     .. [1] D. Erhan, Y. Bengio, A. Courville, P.-A. Manzagol, P. Vincent and
        S. Bengio, "Why does unsupervised pre-training help deep learning?",
        JMLR 11, 2010.
+    .. [2] D.-H. Lee, "Pseudo-label: the simple and efficient semi-supervised
+       learning method for deep neural networks", ICML Workshop on
+       Challenges in Representation Learning, 2013.
+    .. [3] K. Sohn, D. Berthelot, C.-L. Li, Z. Zhang, N. Carlini, E. D.
+       Cubuk, A. Kurakin, H. Zhang and C. Raffel, "FixMatch: simplifying
+       semi-supervised learning with consistency and confidence", NeurIPS
+       2020.
 
     Examples
     --------
@@ -191,11 +230,16 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     >>> clf = AutoencoderClassifier(random_state=0).fit(X, y_partial)
     >>> clf.classes_
     array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    >>> clf.freeze_encoder_  # under 20 labelled rows a class: the encoder stays fixed
-    True
-    >>> bool(clf.score(X, y) > 0.9)  # accuracy on all rows, 10% of them labelled
+    >>> clf.pseudo_labelling_, clf.freeze_encoder_  # 174 labelled rows: fine-tuned
+    (True, False)
+    >>> unlabelled = y_partial == -1
+    >>> bool(clf.score(X[unlabelled], y[unlabelled]) > 0.94)  # the 1,623 rows without a label
     True
     """
+
+    #: The perturbation of the unlabelled rows' inputs that their pseudo-labels
+    #: must survive: Gaussian noise in the units of X.
+    _pseudo_label_noise = ("gaussian", 0.3)
 
     # The cross-entropy is in nats whatever the data: tol is absolute.
     _relative_tol = False
@@ -207,6 +251,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "learning_rate_init": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "pretrain": ["boolean"],
+        "pseudo_label_threshold": [None, Interval(Real, 0, 1, closed="neither")],
         # The autoencoders' "auto" turns on for a nonlinear network, and the
         # classifier's always is one: its default stays off, as MLPClassifier's.
         "early_stopping": ["boolean"],
@@ -218,6 +263,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         *,
         freeze_encoder="auto",
         pretrain=True,
+        pseudo_label_threshold=0.9,
         alpha="auto",
         batch_size="auto",
         learning_rate_init="auto",
@@ -238,6 +284,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         self.autoencoder = autoencoder
         self.freeze_encoder = freeze_encoder
         self.pretrain = pretrain
+        self.pseudo_label_threshold = pseudo_label_threshold
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -273,15 +320,53 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
                 "n_codes": encoder["n_components"], "n_classes": len(self.classes_),
                 "freeze_encoder": self.freeze_encoder_}
 
+    @property
+    def _trains_on_codes(self):
+        return self.freeze_encoder_ and not self.pseudo_labelling_
+
     def _logits(self, module, X):
-        # A frozen encoder is trained on codes computed once (see _prepare_training).
-        return module.head(X) if self.freeze_encoder_ else module(X)
+        # A frozen encoder without pseudo-labels is trained on codes computed
+        # once (see _prepare_training).
+        return module.head(X) if self._trains_on_codes else module(X)
 
     def _training_loss(self, module, X, y, generator):
+        # Without pseudo-labels every training row is labelled.
         return F.cross_entropy(self._logits(module, X), y), {}
 
+    def _loss(self, state):
+        if not self.pseudo_labelling_:
+            return self._training_loss
+        share = state.settings["labelled_share"]
+        return lambda module, X, y, generator: self._semi_supervised_loss(
+            module, X, y, generator, share)
+
+    def _semi_supervised_loss(self, module, X, y, generator, labelled_share):
+        """The cross-entropy of the batch's labelled rows plus that of the
+        confident pseudo-labels of its unlabelled rows, predicted on the clean
+        rows and learnt from perturbed ones (FixMatch's loss, with Gaussian
+        input noise as its augmentation)."""
+        labelled = y >= 0
+        logits = module(X)
+        # An unbiased estimate of the mean cross-entropy over every labelled
+        # row, whatever share of this batch they are.
+        supervised = F.cross_entropy(logits[labelled], y[labelled], reduction="sum") / (
+            X.shape[0] * labelled_share)
+        unlabelled = ~labelled
+        n_unlabelled = int(unlabelled.sum())
+        pseudo = logits.new_zeros(())
+        if n_unlabelled:
+            confidence, guess = torch.softmax(logits[unlabelled].detach(), dim=1).max(dim=1)
+            confident = confidence >= self.pseudo_label_threshold
+            if confident.any():
+                noisy = corrupt(X[unlabelled][confident], *self._pseudo_label_noise, generator)
+                pseudo = F.cross_entropy(module(noisy), guess[confident],
+                                         reduction="sum") / n_unlabelled
+        return supervised + pseudo, {"cross_entropy": supervised.detach(),
+                                     "pseudo_labels": pseudo.detach()}
+
     def _validation_scores(self, module, X, y, generator):
-        return (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
+        correct = (self._logits(module, X).argmax(dim=1) == y).to(torch.float32)
+        return (correct, y >= 0) if self.pseudo_labelling_ else correct
 
     def _optimizer_settings(self):
         return self.learning_rate_init_, self.alpha_
@@ -330,8 +415,15 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             self.autoencoder_ = source if self.pretrain else None
             self._encoder_source = source
             n_labelled = int(labelled.sum())
+            self.pseudo_labelling_ = bool(self.pseudo_label_threshold is not None
+                                          and n_labelled < y.shape[0])
+            # Below this many labelled rows a class, fine-tuning a whole
+            # encoder on them forgets more than it learns (measured on the
+            # digits: see the user guide); pseudo-labels let it learn from
+            # fewer.
+            rows_per_class = 5 if self.pseudo_labelling_ else 20
             self.freeze_encoder_ = bool(
-                self.pretrain and n_labelled < 20 * len(self.classes_)
+                self.pretrain and n_labelled < rows_per_class * len(self.classes_)
                 if self.freeze_encoder == "auto" else self.freeze_encoder)
             frozen = self.freeze_encoder_
             self.alpha_ = ((1.0 if frozen else 1e-4)
@@ -347,8 +439,9 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
     _phase = "classifier head"
 
     def _prepare_training(self, state, X, y, infer):
-        """The head's start: the pretrained encoder, its codes' statistics, the
-        labelled rows (``y >= 0``), encoded once when the encoder is frozen."""
+        """The head's start: the pretrained encoder, its codes' statistics, and
+        the rows to train on: every row when pseudo-labelling, else the
+        labelled ones (``y >= 0``), encoded once when the encoder is frozen."""
         network = state.module
         labelled = y >= 0
         if self.pretrain:
@@ -358,8 +451,11 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
         codes = infer(lambda module, rows: module.codes(rows),
                       X if self.pretrain else X[labelled], np.float64)
         network.set_code_statistics(codes.mean(axis=0), codes.std(axis=0))
+        if self.pseudo_labelling_:
+            state.settings["labelled_share"] = float(labelled.mean())
+            return X, y
         inputs = X[labelled]
-        if self.freeze_encoder_:
+        if self._trains_on_codes:
             # A frozen encoder gives every row the same code in every
             # epoch: encode once and train the output layer alone on them.
             inputs = infer(lambda module, rows: module.encode(rows), inputs, np.float32)
@@ -371,7 +467,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
             DenoisingAutoencoder(n_components=min(64, X.shape[1]), hidden_layer_sizes=(256, 128),
                                  noise="dropout", noise_level=0.3, init="random",
                                  batch_norm=False, learning_rate_init=0.001, tol=1e-4,
-                                 early_stopping=False)
+                                 early_stopping=False, max_iter=500)
         if source.get_params().get("random_state", 0) is None:
             source.set_params(random_state=RandomStreams(seed).seed_for(
                 RandomStreams.PRETRAIN) % 2**32)

@@ -216,7 +216,10 @@ class Validation:
     ``score_fn(module, X_batch, y_batch, generator)`` returns one score per
     row (greater is better); the epoch's score is their mean over
     ``source``, computed in batches of ``batch_size`` rows without
-    gradients. ``generator`` is a new generator from ``generator_factory``
+    gradients. ``score_fn`` may instead return ``(scores, scored)``, with
+    ``scored`` a boolean mask of the rows that have a score (a classifier's
+    labelled rows among held-out unlabelled ones): the mean is then over
+    those. ``generator`` is a new generator from ``generator_factory``
     at every scoring (None without one), so that a score drawing random
     numbers (a denoising error on corrupted rows) draws the same ones each
     epoch and the epochs are compared on equal terms. With ``replicas`` each
@@ -237,10 +240,18 @@ class Validation:
         generator = None if self.generator_factory is None else self.generator_factory()
         with torch.inference_mode():
             for X_batch, y_batch in self.source.batches(self.batch_size, shard=shard):
-                total += float(self.score_fn(module, X_batch, y_batch, generator).sum())
-                n_rows += X_batch.shape[0]
+                scores = self.score_fn(module, X_batch, y_batch, generator)
+                if isinstance(scores, tuple):
+                    scores, scored = scores
+                    scores = scores[scored]
+                total += float(scores.sum())
+                n_rows += scores.shape[0]
         if self.replicas is not None:
             total, n_rows = self.replicas.sum([total, n_rows])
+        if n_rows == 0:
+            raise ValueError(
+                "None of the held-out rows has a validation score (none of them is "
+                "labelled): raise validation_fraction, or set early_stopping=False.")
         return total / n_rows
 
 

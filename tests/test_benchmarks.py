@@ -137,3 +137,11 @@ def test_bench_mnist_quick():
     # the 784 * log(2) = 543 nats of a coin flip per pixel, even after 2 epochs.
     vae_row = next(line for line in out.splitlines() if line.startswith("| 0 |"))
     assert 0 < float(vae_row.split("|")[2]) < 784 * math.log(2)
+
+
+def test_bench_pretraining_quick():
+    pytest.importorskip("threadpoolctl")
+    out = _run("bench_pretraining.py", "--quick")
+    assert "### Digits" in out and "| 5% (63) |" in out and "goal at 5%" in out
+    assert "skae AutoencoderClassifier()" in out and "MLPClassifier(max_iter=1000)" in out
+    assert "nan" not in out.lower()

@@ -168,7 +168,7 @@ def test_what_training_produces_lives_in_the_training_state(data, Estimator):
     beside = set(vars(model)) - set(model.get_params(deep=False)) - {
         "n_features_in_", "_training", "_sklearn_version"}
     if Estimator is AutoencoderClassifier:  # fitted before the network is built
-        beside -= {"classes_", "autoencoder_", "freeze_encoder_", "alpha_",
+        beside -= {"classes_", "autoencoder_", "freeze_encoder_", "pseudo_labelling_", "alpha_",
                    "learning_rate_init_", "_encoder_source"}
     assert beside == set()
 
