@@ -37,7 +37,12 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    {n_components}
+    n_components : int, default=16
+        Size of the latent code. 16 rather than the dense estimators' 2: an
+        image needs more numbers than a table to be told apart from another
+        one (:meth:`score_samples` ranks anomalous MNIST digits better with
+        16 codes than with 2 on every class tried; see "Ranking anomalies"
+        in the user guide), and the convolutions are cheap beside the code.
     image_shape : tuple of int or None, default=None
         How to read a row: ``(channels, height, width)`` for images (2-D
         convolutions) or ``(channels, length)`` for signals (1-D
@@ -182,7 +187,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     def __init__(
         self,
-        n_components=2,
+        n_components=16,
         *,
         image_shape=None,
         channels=(16, 32),
