@@ -143,8 +143,10 @@ def test_bench_anomaly_quick():
                    "PCA(k) -score_samples", "IsolationForest"):
         assert column in out
     if importlib.util.find_spec("pyod") is not None:
-        for offset in (2, 3, 5, 10):
-            assert f"offset={offset})" in out
+        for offset in (3, 4, 5, 10):
+            assert (f"| PyOD generate_data(n_features=20, contamination=0.1, offset={offset}) |"
+                    in out)
+        assert "offset=2): every seed draws an outlier box of half-width 1" in out
         assert "PyOD AutoEncoder()" in out
     if "data not found" not in out:
         assert "### One-class MNIST" in out and "| 0 |" in out
