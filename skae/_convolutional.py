@@ -37,12 +37,7 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=16
-        Size of the latent code. 16 rather than the dense estimators' 2: an
-        image needs more numbers than a table to be told apart from another
-        one (:meth:`score_samples` ranks anomalous MNIST digits better with
-        16 codes than with 2 on every class tried; see "Ranking anomalies"
-        in the user guide), and the convolutions are cheap beside the code.
+    {n_components}
     image_shape : tuple of int or None, default=None
         How to read a row: ``(channels, height, width)`` for images (2-D
         convolutions) or ``(channels, length)`` for signals (1-D
@@ -187,6 +182,9 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     def __init__(
         self,
+        # 16, not the dense estimators' 2: an image needs more numbers than a
+        # table row (one-class MNIST AUC of the 8s: 89 with 16 codes, 81 with
+        # 2; the conv AE's user guide has the table).
         n_components=16,
         *,
         image_shape=None,
