@@ -11,10 +11,12 @@ after a change of defaults measures the new ones:
 * ``classifier``: test accuracy of ``AutoencoderClassifier()`` on the digits
   with 1-50% of the training labels, against ``LogisticRegression`` and
   ``MLPClassifier`` trained on the labelled rows only.
-* ``anomaly``: ROC AUC of ``-score_samples`` of a default
-  ``AutoencoderTransformer`` (on standardised data) against PyOD's
-  ``AutoEncoder`` with its defaults, on two of PyOD's generators and one of
-  dependency anomalies; the distance to the mean is shown for reference.
+* ``anomaly``: the synthetic tables of ``bench_anomaly.py``: ROC AUC of a
+  default ``AutoencoderTransformer`` (``-score_samples`` and its reconstruction
+  error, on standardised data) against PCA, IsolationForest and PyOD's
+  ``AutoEncoder`` with its defaults, on PyOD's generators (``generate_data``
+  at offsets 2, 3, 5 and 10, ``generate_data_clusters``) and on dependency
+  anomalies.
 
 Run ``python benchmarks/bench_quality.py`` (about 15 minutes on one thread;
 ``--quick`` is a smoke run of a few seconds per section, whose figures mean
@@ -39,7 +41,6 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -257,91 +258,12 @@ def classifier(seeds, quick):
               + " | ".join(spread(accuracy[name]) for name in contenders) + " |", flush=True)
 
 
-def dependency_anomalies(seed, n_train=1000, n_test=500, n_features=40, contamination=0.1):
-    """Inliers on a 4-dimensional nonlinear manifold in 40 dimensions (noise 0.05);
-    outliers keep every feature's marginal distribution but not the dependence
-    between features: each of their columns comes from another inlier."""
-    rng = np.random.RandomState(seed)
-    W1, b1 = 1.5 * rng.normal(size=(4, 32)), 0.5 * rng.normal(size=32)
-    W2 = rng.normal(size=(32, n_features)) / 4
-
-    def inliers(n):
-        Z = rng.uniform(-1, 1, size=(n, 4))
-        return np.tanh(Z @ W1 + b1) @ W2 + 0.05 * rng.normal(size=(n, n_features))
-
-    parts = []
-    for n in (n_train, n_test):
-        n_out = round(contamination * n)
-        pool = inliers(5 * n_out)
-        outliers = np.column_stack([pool[rng.randint(len(pool), size=n_out), j]
-                                    for j in range(n_features)])
-        parts.append((np.vstack([inliers(n - n_out), outliers]),
-                      np.r_[np.zeros(n - n_out), np.ones(n_out)]))
-    (X_train, y_train), (X_test, y_test) = parts
-    return X_train, X_test, y_train, y_test
-
-
-# PyOD's generate_data draws the outliers' box half-width as randint(offset), redrawn
-# when 0: with offset=3 it is 1 or 2. At 1 (seeds 1, 10, 11, 14, ...) the outliers sit
-# inside the inlier cloud and every detector scores an AUC near 0.02, which PyOD
-# documents as its "anti-correlated regime"; these seeds draw 2.
-GENERATE_DATA_SEEDS = (0, 2, 3, 4, 5, 6, 7, 8)
-
-
 def anomaly(seeds, quick):
-    try:
-        from pyod.models.auto_encoder import AutoEncoder
-        from pyod.utils.data import generate_data, generate_data_clusters
-    except ImportError:
-        AutoEncoder = generate_data = generate_data_clusters = None
-    n_train, n_test = (200, 100) if quick else (1000, 500)
-    # Fits here take a second or less: 8 seeds unless --quick.
-    seeds = seeds if quick else range(max(len(seeds), 8))
-    generators = {
-        "PyOD generate_data(n_features=20, contamination=0.1, offset=3)": (
-            lambda seed: generate_data(n_train=n_train, n_test=n_test, n_features=20,
-                                       contamination=0.1, offset=3, behaviour="new",
-                                       random_state=seed),
-            GENERATE_DATA_SEEDS[:len(seeds)]),
-        "PyOD generate_data_clusters(n_clusters=4, n_features=20, contamination=0.1, "
-        "size='different', density='different')": (
-            lambda seed: generate_data_clusters(
-                n_train=n_train, n_test=n_test, n_clusters=4, n_features=20,
-                contamination=0.1, size="different", density="different",
-                random_state=seed), seeds),
-        "dependency anomalies on a 4-d manifold in 40-d": (
-            lambda seed: dependency_anomalies(seed, n_train, n_test), seeds),
-    }
-    print(f"\n### Anomaly ranking: ROC AUC on the test rows ({n_test}), models fitted on "
-          f"the contaminated training rows ({n_train}); mean (min-max) over seeds of data and "
-          f"model; {N_THREADS} thread\n")
-    print("| data | seeds | skae AutoencoderTransformer() on standardised data | "
-          "PyOD AutoEncoder() (its defaults) | distance to the mean (standardised) |")
-    print("|---|---|---|---|---|")
-    for name, (generate, data_seeds) in generators.items():
-        if generate_data is None and name.startswith("PyOD"):
-            print(f"| {name} | - | not installed | not installed | not installed |")
-            continue
-        skae_auc, pyod_auc, distance_auc = [], [], []
-        for seed in data_seeds:
-            X_train, X_test, _, y_test = generate(seed)
-            scaler = StandardScaler().fit(X_train)
-            model = AutoencoderTransformer(random_state=seed)
-            if quick:
-                model.set_params(max_iter=3)
-            fit_quietly(model, scaler.transform(X_train))
-            skae_auc.append(roc_auc_score(y_test, -model.score_samples(
-                scaler.transform(X_test))))
-            distance_auc.append(roc_auc_score(y_test, (scaler.transform(X_test) ** 2).sum(1)))
-            if AutoEncoder is not None:
-                peer = AutoEncoder(random_state=seed, verbose=0)
-                if quick:
-                    peer.set_params(epoch_num=1)
-                fit_quietly(peer, X_train)
-                pyod_auc.append(roc_auc_score(y_test, peer.decision_function(X_test)))
-        pyod_cell = spread(pyod_auc) if pyod_auc else "not installed"
-        print(f"| {name} | {', '.join(map(str, data_seeds))} | {spread(skae_auc)} | "
-              f"{pyod_cell} | {spread(distance_auc)} |", flush=True)
+    """The synthetic tables of ``bench_anomaly.py`` (which holds the data, the
+    contenders and the one-class MNIST table: run it with ``--mnist``)."""
+    from bench_anomaly import synthetic  # the script's folder is on sys.path
+
+    synthetic(1 if quick else max(len(seeds), 8), quick)
 
 
 SECTIONS = {"reconstruction": reconstruction, "classifier": classifier, "anomaly": anomaly}

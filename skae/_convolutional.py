@@ -182,7 +182,10 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
 
     def __init__(
         self,
-        n_components=2,
+        # 16, not the dense estimators' 2: an image needs more numbers than a
+        # table row (one-class MNIST AUC of the 8s: 89 with 16 codes, 81 with
+        # 2; the conv AE's user guide has the table).
+        n_components=16,
         *,
         image_shape=None,
         channels=(16, 32),

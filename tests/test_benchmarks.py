@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +146,46 @@ def test_bench_pretraining_quick():
     assert "### Digits" in out and "| 5% (63) |" in out and "goal at 5%" in out
     assert "skae AutoencoderClassifier()" in out and "MLPClassifier(max_iter=1000)" in out
     assert "nan" not in out.lower()
+
+
+def test_bench_anomaly_quick():
+    pytest.importorskip("threadpoolctl")
+    out = _run("bench_anomaly.py", "--quick", "--mnist")
+    assert "### Synthetic tables" in out
+    assert "| dependency anomalies on a 4-d manifold in 40-d | 0 |" in out
+    for column in ("skae AE -score_samples", "skae AE reconstruction error",
+                   "PCA(k) -score_samples", "IsolationForest"):
+        assert column in out
+    if importlib.util.find_spec("pyod") is not None:
+        for offset in (3, 4, 5, 10):
+            assert (f"| PyOD generate_data(n_features=20, contamination=0.1, offset={offset}) |"
+                    in out)
+        assert "offset=2): every seed draws an outlier box of half-width 1" in out
+        assert "PyOD AutoEncoder()" in out
+    if "data not found" not in out:
+        assert "### One-class MNIST" in out and "| 0 |" in out
+        assert "| mean of classes 0 |" in out
+    assert "nan" not in out.lower()
+
+
+def test_generate_data_seeds_draw_outliers_outside_the_inliers():
+    """bench_anomaly keeps the seeds whose outlier box is at least 2 wide;
+    its copy of generate_data's first draws must agree with PyOD's."""
+    pytest.importorskip("threadpoolctl")
+    data = pytest.importorskip("pyod.utils.data")
+    spec = importlib.util.spec_from_file_location(
+        "bench_anomaly", os.path.join(BENCHMARKS, "bench_anomaly.py"))
+    bench_anomaly = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_anomaly)
+    for offset in (2, 3, 5, 10):
+        for seed in range(12):
+            X_train, _, y_train, _ = data.generate_data(
+                n_train=200, n_test=10, n_features=3, offset=offset, behaviour="new",
+                random_state=seed)
+            # The outliers are uniform on [-drawn, drawn]: their largest value
+            # is close to the half-width drawn.
+            half_width = np.abs(X_train[y_train == 1]).max()
+            assert bench_anomaly.drawn_offset(seed, offset) - 0.5 < half_width
+            assert half_width <= bench_anomaly.drawn_offset(seed, offset)
+        assert all(bench_anomaly.drawn_offset(seed, offset) >= 2
+                   for seed in bench_anomaly.generate_data_seeds(offset, 8))

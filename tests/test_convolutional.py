@@ -16,7 +16,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 def _fast(**params):
-    params = {"channels": (4, 8), "max_iter": 2, "random_state": 0, "device": "cpu", **params}
+    # Two codes (not the default 16): these rows are as small as 12 numbers.
+    params = {"n_components": 2, "channels": (4, 8), "max_iter": 2, "random_state": 0,
+              "device": "cpu", **params}
     return ConvolutionalAutoencoder(**params)
 
 
