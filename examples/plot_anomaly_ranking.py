@@ -1,6 +1,6 @@
 """
 Ranking anomalies: an autoencoder's likelihood against PCA's
-=============================================================
+============================================================
 
 An autoencoder trained on mostly normal rows explains the rare odd ones
 worst, so ``-score_samples`` ranks them first: with ``loss="squared_error"``
