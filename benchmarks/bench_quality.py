@@ -29,13 +29,11 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import platform
 import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import sklearn
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.decomposition import PCA
@@ -47,7 +45,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from threadpoolctl import threadpool_limits
 
-import skae
 from skae import AutoencoderClassifier, AutoencoderTransformer, DenoisingAutoencoder
 
 N_THREADS = 1
@@ -277,15 +274,9 @@ def main(argv=None):
                         help=f"comma-separated, of {', '.join(SECTIONS)}")
     args = parser.parse_args(argv)
     seeds = range(1 if args.quick else args.seeds)
-    try:
-        import pyod
-        pyod_version = pyod.__version__
-    except ImportError:
-        pyod_version = "not installed"
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, torch {torch.__version__}, scikit-learn "
-          f"{sklearn.__version__}, skae {skae.__version__}, PyOD {pyod_version}; torch "
-          f"threads {N_THREADS}, BLAS threads {N_THREADS}")
+    from bench_anomaly import print_environment  # the script's folder is on sys.path
+
+    print_environment()
     torch.set_num_threads(N_THREADS)
     start = time.perf_counter()
     with threadpool_limits(limits=N_THREADS, user_api="blas"):
