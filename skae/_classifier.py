@@ -384,7 +384,7 @@ class AutoencoderClassifier(ClassifierMixin, NetworkEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
-        """Pretrain on all rows of ``X``, then train the classifier on the labelled ones.
+        """Pretrain on every row of ``X``, then train on labels and pseudo-labels.
 
         Parameters
         ----------
