@@ -18,7 +18,7 @@ This script fits, in one run and on the same data:
   latter's first epochs one ``fit`` call at a time (``warm_start``, no early
   stopping), for its curve beside the loops';
 - the same network and loss as a ``DenoisingAutoencoder`` (its default noise),
-  and a ``ConvolutionalAutoencoder(n_components=30, image_shape=(28, 28),
+  and a ``ConvolutionalAutoencoder(n_components=30, image_shape=(1, 28, 28),
   loss="log_loss")`` with its default channels: the table gives each
   network's number of weights;
 - a second table: ``VariationalAutoencoder(n_components=40,
@@ -198,7 +198,7 @@ def skae_params(threads, max_iter, **params):
 
 
 def conv_params(threads, max_iter, **params):
-    params = dict(n_components=N_COMPONENTS, image_shape=(28, 28), n_threads=threads,
+    params = dict(n_components=N_COMPONENTS, image_shape=(1, 28, 28), n_threads=threads,
                   device="cpu", **params)
     if max_iter is not None:
         params["max_iter"] = max_iter
@@ -492,7 +492,7 @@ def main(argv=None):
             lambda seed: fit_skae(X_train, X_test, seed,
                                   conv_params(threads, max_iter, loss="log_loss"),
                                   skae.ConvolutionalAutoencoder),
-            "ConvolutionalAutoencoder(n_components=30, image_shape=(28, 28), "
+            "ConvolutionalAutoencoder(n_components=30, image_shape=(1, 28, 28), "
             'loss="log_loss"): its default channels (16, 32)')
 
     run_vae = has_loss_parameter()

@@ -52,6 +52,13 @@ class ConvolutionalAutoencoder(BaseAutoencoder):
         passed to every method taking ``X``; their shape then serves as
         ``image_shape`` (a 3-D array is read as ``(n_samples, channels,
         length)`` when ``image_shape`` has two entries).
+
+        Two entries always mean a signal: ``image_shape=(28, 28)`` reads an
+        MNIST row as 28 channels of length 28 (1-D convolutions along each
+        row of pixels), not as a 28x28 image; a grey image is ``(1, 28, 28)``
+        (or None, for a square one). On MNIST at 30 codes the 1-D reading
+        reconstructed far worse (5.98 against 3.57 squared error per test
+        image; see the Performance page).
     channels : int or tuple of int, default=(16, 32)
         Output channels of the encoder's convolutions, from the input
         inwards; each one halves the spatial size. The decoder uses them in
