@@ -31,7 +31,7 @@ CALLBACKS = [lambda record: record.epoch >= 15] if QUICK else None
 # and scores them (minus their mean squared error) after every epoch. With
 # ``tol=0`` any improvement counts, and a patience of 100 epochs lets the
 # curves run on past the best epoch, to show what early stopping avoids: the
-# fits end there (after 460-620 epochs), not at ``max_iter=1000``.
+# fits end there (after 460-700 epochs), not at ``max_iter=1000``.
 #
 # Both train from random weights (``init="random"``) so that the curves show
 # training from scratch, and early stopping keeps an epoch. With the default

@@ -745,7 +745,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
     def _network_params(self):
         return {"n_components": int(self.n_components),
                 "hidden_layer_sizes": self._hidden_layer_sizes(),
-                "activation": self.activation, "loss": self.loss}
+                "activation": self._activation(), "loss": self.loss}
+
+    def _activation(self):
+        """``activation`` resolved: the name of the hidden layers' activation."""
+        return self.activation
 
     def _row_shape(self, X):
         """The shape of one row as ``X`` gives it before validation flattens
@@ -767,7 +771,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Network
         self._hidden_layer_sizes()
 
     def _is_linear(self):
-        return self.activation == "identity"
+        return self._activation() == "identity"
 
     def _loss(self, state):
         # A declared reconstruction loss is computed under the likelihood of

@@ -40,7 +40,15 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         the range of data scaled to [0, 1]), or the dropout rate, in
         ``[0, 1)``. ``0`` trains a plain autoencoder.
     {hidden_layer_sizes}
-    {activation}
+    activation : {activation_options} or "auto", default="auto"
+        Activation after every hidden layer; the code and output layers are
+        linear. ``"auto"`` is ``"gelu"`` in a network with batch
+        normalisation (see ``batch_norm``: two hidden layers or more, not
+        started at PCA) and ``"relu"`` otherwise, since the PCA start needs
+        a piecewise-linear unit. On MNIST's 784-1000-500-250-30 network with
+        ``loss="log_loss"``, GELUs ended at 2.75 squared error per test image
+        where ReLUs ended at 3.12 (see the Performance page).
+        ``activation_`` is the one used.
     {init}
     {batch_norm}
     {tied_weights}
@@ -86,6 +94,8 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         The decoder (``module_.decoder``).
     device_ : torch.device
         The device the network lives on.
+    activation_ : str
+        The hidden layers' activation (``activation`` resolved).
     batch_size_ : int
         The minibatch size used.
     n_iter_ : int
@@ -152,7 +162,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         noise="gaussian",
         noise_level=0.1,
         hidden_layer_sizes=(128,),
-        activation="relu",
+        activation="auto",
         init="auto",
         batch_norm="auto",
         tied_weights=False,

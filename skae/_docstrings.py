@@ -28,10 +28,6 @@ SHARED_ENTRIES = {
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer.
     """),
-    "activation": (ACTIVATION_OPTIONS, """
-        Activation after every hidden layer. The code and output layers are
-        linear.
-    """),
     "init": ('{"auto", "pca", "random", "greedy"}', """
         How the network starts. ``"pca"`` sets its weights so that it
         computes PCA's codes and reconstruction exactly (PCA of up to 10,000

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from numpy.testing import assert_allclose
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
@@ -53,6 +54,45 @@ def test_batch_norm_auto_is_on_for_deep_networks_that_start_at_random(digits, pa
         ae.fit(digits[:300])
     assert bool(_norms(ae)) is expected
     assert ae._training.network_params["batch_norm"] is expected
+
+
+@pytest.mark.parametrize("estimator_class", [AutoencoderTransformer, DenoisingAutoencoder])
+@pytest.mark.parametrize("params, batch_norm", [
+    ({}, False),
+    ({"hidden_layer_sizes": (32, 16)}, False),
+    ({"hidden_layer_sizes": (32, 16), "loss": "log_loss"}, True),
+    ({"hidden_layer_sizes": (32, 16), "init": "random"}, True),
+    ({"hidden_layer_sizes": (32, 16), "batch_norm": False, "loss": "log_loss"}, False),
+    ({"batch_norm": True}, True),
+])
+def test_activation_auto_is_gelu_with_batch_norm_and_relu_otherwise(digits, estimator_class,
+                                                                     params, batch_norm):
+    ae = estimator_class(4, max_iter=2, random_state=0, **params)
+    assert ae.get_params()["activation"] == "auto"  # stored untouched
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(digits[:300])
+    expected = "gelu" if batch_norm else "relu"
+    assert ae.activation_ == expected
+    assert ae.get_params()["activation"] == "auto"
+    units = {type(layer) for layer in ae.module_.modules()
+             if isinstance(layer, (torch.nn.ReLU, torch.nn.GELU))}
+    assert units == {torch.nn.GELU if batch_norm else torch.nn.ReLU}
+    # A fitted model keeps the unit it was built with, pickled or not.
+    again = pickle.loads(pickle.dumps(ae))
+    assert again.activation_ == expected
+    assert_allclose(again.transform(digits[:20]), ae.transform(digits[:20]))
+
+
+def test_an_explicit_activation_is_kept_with_batch_norm(digits):
+    ae = AutoencoderTransformer(4, hidden_layer_sizes=(32, 16), loss="log_loss",
+                                activation="relu", max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(digits[:300])
+    assert ae.activation_ == "relu" and _norms(ae)
+    with pytest.raises(ValueError, match="activation"):
+        AutoencoderTransformer(activation="swish").fit(digits)
 
 
 def test_batch_norm_with_a_pca_start_is_refused_before_training(digits):
@@ -128,7 +168,8 @@ def test_batch_norm_makes_a_deep_random_start_learn_faster(digits):
     errors = {}
     for batch_norm in (False, True):
         ae = AutoencoderTransformer(8, hidden_layer_sizes=(128, 64, 32), loss="log_loss",
-                                    batch_norm=batch_norm, max_iter=8, early_stopping=False,
+                                    batch_norm=batch_norm, activation="relu", max_iter=8,
+                                    early_stopping=False,
                                     random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
