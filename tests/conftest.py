@@ -52,3 +52,25 @@ def global_rng():
     """Call ``global_rng.assert_unchanged()`` to check that skae left the global
     random states (NumPy, torch, ``random``) as they were when the test began."""
     return _GlobalRandomStates()
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_in_a_terminal():
+    """Run every test with Python's own Ctrl-C handler, as a terminal gives it.
+
+    A suite started in the background (``pytest &``, nohup, some CI runners)
+    inherits SIGINT ignored; skae then rightly leaves Ctrl-C alone (it only
+    defers ``KeyboardInterrupt``), and the tests that press Ctrl-C, in this
+    process or in a child (exec resets a handled signal, not an ignored
+    one), would test nothing. Restored after each test.
+    """
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)

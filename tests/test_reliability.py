@@ -251,6 +251,25 @@ def _sigint_at_epoch(epoch):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it(data):
+    # Started in the background (nohup, "cmd &"), a process inherits SIGINT
+    # ignored: training leaves that alone and runs to its end.
+    X, _ = data
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ae = AutoencoderTransformer(n_components=3, max_iter=6, tol=0, random_state=0,
+                                    callbacks=[_sigint_at_epoch(3)])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ae.fit(X)
+        assert not [w for w in caught if "interrupted" in str(w.message)]
+        assert ae.n_iter_ == 6
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(data):
     X, _ = data
     ae = AutoencoderTransformer(n_components=3, max_iter=50, tol=0, random_state=0,
