@@ -40,15 +40,7 @@ class DenoisingAutoencoder(AutoencoderTransformer):
         the range of data scaled to [0, 1]), or the dropout rate, in
         ``[0, 1)``. ``0`` trains a plain autoencoder.
     {hidden_layer_sizes}
-    activation : {activation_options} or "auto", default="auto"
-        Activation after every hidden layer; the code and output layers are
-        linear. ``"auto"`` is ``"gelu"`` in a network with batch
-        normalisation (see ``batch_norm``: two hidden layers or more, not
-        started at PCA) and ``"relu"`` otherwise, since the PCA start needs
-        a piecewise-linear unit. On MNIST's 784-1000-500-250-30 network with
-        ``loss="log_loss"``, GELUs ended at 2.75 squared error per test image
-        where ReLUs ended at 3.12 (see the Performance page).
-        ``activation_`` is the one used.
+    {activation}
     {init}
     {batch_norm}
     {tied_weights}

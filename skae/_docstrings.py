@@ -28,6 +28,16 @@ SHARED_ENTRIES = {
         Widths of the encoder's hidden layers, from the input inwards; the
         decoder uses them in reverse. ``()`` means no hidden layer.
     """),
+    "activation": (ACTIVATION_OPTIONS + ' or "auto"', """
+        Activation after every hidden layer; the code and output layers are
+        linear. ``"auto"`` is ``"gelu"`` in a network with batch
+        normalisation (see ``batch_norm``: two hidden layers or more, not
+        started at PCA) and ``"relu"`` otherwise, since the PCA start needs
+        a piecewise-linear unit. On MNIST's 784-1000-500-250-30 network with
+        ``loss="log_loss"``, GELUs ended at 2.75 squared error per test image
+        where ReLUs ended at 3.12 (see the Performance page).
+        ``activation_`` is the one used.
+    """),
     "init": ('{"auto", "pca", "random", "greedy"}', """
         How the network starts. ``"pca"`` sets its weights so that it
         computes PCA's codes and reconstruction exactly (PCA of up to 10,000

@@ -1,5 +1,6 @@
 import os
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -64,8 +65,6 @@ def _sigint_as_in_a_terminal():
     process or in a child (exec resets a handled signal, not an ignored
     one), would test nothing. Restored after each test.
     """
-    import signal
-
     previous = signal.getsignal(signal.SIGINT)
     if previous is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)

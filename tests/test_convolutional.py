@@ -59,12 +59,10 @@ def test_two_entries_read_a_signal_three_an_image(image_shape, conv):
     # The docstring's warning: (28, 28) is 28 signals of length 28, not an image.
     X = np.random.RandomState(0).rand(6, 784)
     cae = _fast(image_shape=image_shape, max_iter=1).fit(X)
-    kinds = {type(layer) for layer in cae.module_.encoder
-             if isinstance(layer, torch.nn.modules.conv._ConvNd)}
-    assert kinds == {conv}
-    first = next(layer for layer in cae.module_.encoder
-                 if isinstance(layer, torch.nn.modules.conv._ConvNd))
-    assert first.in_channels == (28 if image_shape == (28, 28) else 1)
+    convolutions = [layer for layer in cae.module_.encoder
+                    if isinstance(layer, torch.nn.modules.conv._ConvNd)]
+    assert {type(layer) for layer in convolutions} == {conv}
+    assert convolutions[0].in_channels == (28 if image_shape == (28, 28) else 1)
 
 
 @pytest.mark.parametrize("kernel_size", [1, 2, 4, 5])

@@ -33,8 +33,6 @@ CLASSIFIER_OWN = {"alpha", "batch_size", "learning_rate_init", "max_iter", "tol"
 DIFFERENT_BY_DESIGN = {
     ("ConvolutionalAutoencoder", "hidden_layer_sizes"): "dense layers after the convolutions",
     ("ConvolutionalAutoencoder", "activation"): "also follows every convolution",
-    ("AutoencoderTransformer", "activation"): '"auto": GELUs with batch norm, else ReLUs',
-    ("DenoisingAutoencoder", "activation"): '"auto": GELUs with batch norm, else ReLUs',
     ("ConvolutionalAutoencoder", "noise"): "None (no noise) is its default",
     ("ConvolutionalAutoencoder", "noise_level"): "unused when noise is None",
     ("DenoisingAutoencoder", "early_stopping"): "scores the denoising error",
